@@ -1,0 +1,90 @@
+// The attention sampler's core: framework-free kernels over plain pointers (NCHW, contiguous).
+// Both the MXNet binding and the plain C ABI call these.
+#ifndef TASN_SAMPLER_H_
+#define TASN_SAMPLER_H_
+
+#include <stdint.h>
+
+#include <string>
+
+namespace tasn {
+
+struct SamplerParams {
+  double scale = 1.0;  // output = int(size * scale) per axis
+  double dense = 4.0;  // largest magnification of a bin relative to uniform
+  int iters = 5;       // clip-and-give-back rounds
+  bool legacy = false; // the official code's arithmetic
+};
+
+struct Geometry {
+  int64_t n = 0, c = 0, h = 0, w = 0;  // input (N, C, H, W)
+  int64_t ly = 0, lx = 0;              // profile lengths
+  int64_t out_h = 0, out_w = 0;        // output size, from h, w and scale
+};
+
+// Fills geometry.out_h/out_w and checks every argument; on a problem returns false with a
+// message naming it in *error.
+bool validate(const SamplerParams& params, Geometry* geometry, std::string* error);
+
+// Per-image sampling tables: for every output row i, two source rows y0/y1 with weights, and
+// for every output column j, two source columns x0/x1 with weights. Index arrays are
+// (N, out_h) / (N, out_w).
+template <typename T>
+struct Taps {
+  int64_t *y0, *y1, *x0, *x1;
+  T *wy0, *wy1, *wx0, *wx1;
+};
+
+// Doubles needed as scratch by compute_grid for one image (budgets and cumulative tables).
+int64_t grid_scratch_per_image(const Geometry& g);
+
+// The sampling coordinates (input-pixel units) of every output row (ys: N x out_h) and column
+// (xs: N x out_w). Profiles are (N, Ly) and (N, Lx), contiguous.
+template <typename T>
+void compute_grid_cpu(const T* att_y, const T* att_x, const Geometry& g,
+                      const SamplerParams& params, double* ys, double* xs);
+
+// Bilinear taps from the coordinates.
+template <typename T>
+void compute_taps_cpu(const double* ys, const double* xs, const Geometry& g, bool legacy,
+                      Taps<T> taps);
+
+// out (N, C, out_h, out_w) = separable bilinear sampling of data (N, C, H, W).
+template <typename T>
+void sample_forward_cpu(const T* data, const Geometry& g, const Taps<T>& taps, T* out);
+
+// grad_data (N, C, H, W) = transpose of the sampling applied to grad_out; overwrites grad_data.
+template <typename T>
+void sample_backward_cpu(const T* grad_out, const Geometry& g, const Taps<T>& taps,
+                         T* grad_data);
+
+// The whole operator on the CPU (grid, taps, sampling) with its own scratch memory.
+template <typename T>
+void att_sampler_forward_cpu(const T* data, const T* att_y, const T* att_x, const Geometry& g,
+                             const SamplerParams& params, T* out);
+template <typename T>
+void att_sampler_backward_cpu(const T* grad_out, const T* att_y, const T* att_x,
+                              const Geometry& g, const SamplerParams& params, T* grad_data);
+
+#ifdef TASN_WITH_CUDA
+// The same on the GPU: device pointers, launched on `stream` (a cudaStream_t); `scratch` is
+// device memory of at least cuda_scratch_bytes(g, sizeof(T)) bytes. Return "" on success,
+// else the CUDA error.
+size_t cuda_scratch_bytes(const Geometry& g, size_t elem_size);
+template <typename T>
+std::string att_sampler_forward_cuda(const T* data, const T* att_y, const T* att_x,
+                                     const Geometry& g, const SamplerParams& params, T* out,
+                                     void* scratch, void* stream);
+template <typename T>
+std::string att_sampler_backward_cuda(const T* grad_out, const T* att_y, const T* att_x,
+                                      const Geometry& g, const SamplerParams& params,
+                                      T* grad_data, void* scratch, void* stream);
+template <typename T>
+std::string att_sampler_grid_cuda(const T* att_y, const T* att_x, const Geometry& g,
+                                  const SamplerParams& params, T* ys, T* xs, void* scratch,
+                                  void* stream);
+#endif
+
+}  // namespace tasn
+
+#endif  // TASN_SAMPLER_H_
