@@ -34,6 +34,8 @@ CASES = [
     (3, 2, 20, 13, 7, 11, 0.75),    # non-square, profile lengths != image size
     (2, 3, 12, 18, 24, 5, 1.5),     # upsampling, profile longer than the image
     (4, 1, 9, 31, 9, 31, 0.4375),
+    (2, 2, 1, 6, 3, 4, 2.0),        # a one-pixel axis
+    (1, 2, 5, 1, 4, 2, 3.0),
 ]
 
 

@@ -67,22 +67,34 @@ void att_sampler_backward_cpu(const T* grad_out, const T* att_y, const T* att_x,
                               const Geometry& g, const SamplerParams& params, T* grad_data);
 
 #ifdef TASN_WITH_CUDA
-// The same on the GPU: device pointers, launched on `stream` (a cudaStream_t); `scratch` is
-// device memory of at least cuda_scratch_bytes(g, sizeof(T)) bytes. Return "" on success,
-// else the CUDA error.
+// The same operator on the GPU (sampler_cuda.cu). Pointers are device pointers; work is
+// launched on `stream` (a cudaStream_t; nullptr is the legacy default stream) and is not
+// waited for. `scratch` is device memory of at least cuda_scratch_bytes(g, sizeof(T)) bytes
+// (the tap tables, and for the backward their inverses); it may be nullptr only when that size
+// is 0. Every function returns "" on success, else a message naming the CUDA error. The
+// arithmetic is sampler_math.h's, so results equal the CPU kernels' bit for bit where both
+// compilers keep IEEE operations as written (nvcc -fmad=false; g++ on x86-64).
 size_t cuda_scratch_bytes(const Geometry& g, size_t elem_size);
 template <typename T>
 std::string att_sampler_forward_cuda(const T* data, const T* att_y, const T* att_x,
                                      const Geometry& g, const SamplerParams& params, T* out,
                                      void* scratch, void* stream);
+// Overwrites grad_data (N, C, H, W); deterministic (no atomics).
 template <typename T>
 std::string att_sampler_backward_cuda(const T* grad_out, const T* att_y, const T* att_x,
                                       const Geometry& g, const SamplerParams& params,
                                       T* grad_data, void* scratch, void* stream);
-template <typename T>
+// The coordinates, as compute_grid_cpu computes them, stored as C (T or double).
+template <typename T, typename C>
 std::string att_sampler_grid_cuda(const T* att_y, const T* att_x, const Geometry& g,
-                                  const SamplerParams& params, T* ys, T* xs, void* scratch,
+                                  const SamplerParams& params, C* ys, C* xs, void* scratch,
                                   void* stream);
+// Small runtime helpers for callers compiled without the CUDA headers (the MXNet binding and
+// the C ABI): zero `bytes` bytes on a stream, allocate and free device memory, wait.
+std::string cuda_zero(void* ptr, size_t bytes, void* stream);
+std::string cuda_malloc(size_t bytes, void** ptr);
+std::string cuda_free(void* ptr);
+std::string cuda_synchronize(void* stream);
 #endif
 
 }  // namespace tasn

@@ -100,20 +100,53 @@ void column_span(const Taps<T>& t, const Geometry& g, int64_t n, int64_t* lo, in
   *hi = b + 1;
 }
 
+// Asks for the two source rows of the next output row while this one is blended: rows are
+// only a page or two long, so the hardware prefetcher loses the stream at every jump.
+template <typename T>
+inline void prefetch_rows(const T* in, int64_t w, int64_t y, int64_t lo, int64_t hi) {
+  const T* row = in + y * w;
+  for (int64_t x = lo; x < hi + w; x += 64 / sizeof(T)) __builtin_prefetch(row + x);
+}
+
+// Output rows are done kRows at a time: their vertical blends share one pass of the column
+// tables (index and weights are loaded once for kRows outputs), which is the costly part.
+constexpr int64_t kRows = 4;
+
 template <typename T>
 void forward_plane(const T* __restrict__ in, const Geometry& g, const Taps<T>& t, int64_t n,
-                   int64_t lo, int64_t hi, T* __restrict__ row, T* __restrict__ out) {
+                   int64_t lo, int64_t hi, T* __restrict__ rows, T* __restrict__ out) {
   const int64_t *y0 = t.y0 + n * g.out_h, *y1 = t.y1 + n * g.out_h;
   const T *wy0 = t.wy0 + n * g.out_h, *wy1 = t.wy1 + n * g.out_h;
-  const int64_t *x0 = t.x0 + n * g.out_w, *x1 = t.x1 + n * g.out_w;
+  const int64_t* x0 = t.x0 + n * g.out_w;  // taps are adjacent: x1 = x0 + 1
   const T *wx0 = t.wx0 + n * g.out_w, *wx1 = t.wx1 + n * g.out_w;
-  for (int64_t i = 0; i < g.out_h; ++i) {
-    const T* __restrict__ r0 = in + y0[i] * g.w;
-    const T* __restrict__ r1 = in + y1[i] * g.w;
-    const T a = wy0[i], b = wy1[i];
-    for (int64_t x = lo; x < hi; ++x) row[x] = a * r0[x] + b * r1[x];
+  const int64_t stride = g.w + 1;
+  for (int64_t i = 0; i < g.out_h; i += kRows) {
+    const int64_t count = std::min(kRows, g.out_h - i);
+    for (int64_t k = 0; k < count; ++k) {
+      const T* __restrict__ r0 = in + y0[i + k] * g.w;
+      const T* __restrict__ r1 = in + y1[i + k] * g.w;
+      if (i + k + 1 < g.out_h) prefetch_rows(in, g.w, y0[i + k + 1], lo, hi);
+      const T a = wy0[i + k], b = wy1[i + k];
+      T* __restrict__ row = rows + k * stride;
+      for (int64_t x = lo; x < hi; ++x) row[x] = a * r0[x] + b * r1[x];
+    }
     T* o = out + i * g.out_w;
-    for (int64_t j = 0; j < g.out_w; ++j) o[j] = wx0[j] * row[x0[j]] + wx1[j] * row[x1[j]];
+    if (count == kRows) {
+      for (int64_t j = 0; j < g.out_w; ++j) {
+        const T* p = rows + x0[j];
+        const T a = wx0[j], b = wx1[j];
+        o[j] = a * p[0] + b * p[1];
+        o[j + g.out_w] = a * p[stride] + b * p[stride + 1];
+        o[j + 2 * g.out_w] = a * p[2 * stride] + b * p[2 * stride + 1];
+        o[j + 3 * g.out_w] = a * p[3 * stride] + b * p[3 * stride + 1];
+      }
+    } else {
+      for (int64_t k = 0; k < count; ++k)
+        for (int64_t j = 0; j < g.out_w; ++j) {
+          const T* p = rows + k * stride + x0[j];
+          o[k * g.out_w + j] = wx0[j] * p[0] + wx1[j] * p[1];
+        }
+    }
   }
 }
 
@@ -129,8 +162,9 @@ void backward_plane(const T* __restrict__ gout, const Geometry& g, const Taps<T>
     std::fill(row + lo, row + hi, T(0));
     const T* go = gout + i * g.out_w;
     for (int64_t j = 0; j < g.out_w; ++j) {
-      row[x0[j]] += wx0[j] * go[j];
-      row[x1[j]] += wx1[j] * go[j];
+      T* pair = row + x0[j];  // taps are adjacent: x1 = x0 + 1
+      pair[0] += wx0[j] * go[j];
+      pair[1] += wx1[j] * go[j];
     }
     T* __restrict__ r0 = gin + y0[i] * g.w;
     const T a = wy0[i];
@@ -149,7 +183,7 @@ void for_each_plane(const Geometry& g, const Taps<T>& t, PlaneFn plane) {
   const int64_t planes = g.n * g.c;
 #pragma omp parallel
   {
-    std::vector<T> row(g.w);
+    std::vector<T> row(kRows * (g.w + 1), T(0));  // + 1: the pair of the last pixel when w == 1
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < planes; ++p) {
       const int64_t n = p / std::max<int64_t>(g.c, 1);

@@ -124,33 +124,31 @@ TASN_HD inline double legacy_coordinate(const double* c, int64_t length, int64_t
   return (g + 1.0) * static_cast<double>(size - 1) / 2.0;
 }
 
-// The two bilinear taps of a coordinate on an axis of `size` pixels. Clean: the coordinate is
-// clamped to the image (edge replicate). Legacy: taps outside the image weigh 0 (zero padding);
-// their index is clamped only so that reading it stays in bounds.
+// The two bilinear taps of a coordinate on an axis of `size` pixels, always as an adjacent pair
+// (i1 = i0 + 1 when size >= 2) so that kernels can read both with one index. Clean: the
+// coordinate is clamped to the image (edge replicate). Legacy: taps outside the image weigh 0
+// (zero padding).
 template <typename T>
 TASN_HD inline void bilinear_taps(double coord, int64_t size, bool legacy, int64_t* i0,
                                   int64_t* i1, T* w0, T* w1) {
   const double last = static_cast<double>(size - 1);
-  if (!legacy) {
-    const double c = dmin(dmax(coord, 0.0), last);
-    int64_t f = static_cast<int64_t>(c);  // c >= 0, so truncation is floor
-    if (f >= size - 1) f = size - 1;
-    const double frac = c - static_cast<double>(f);
-    *i0 = f;
-    *i1 = f + 1 < size ? f + 1 : f;
-    *w0 = static_cast<T>(1.0 - frac);
-    *w1 = static_cast<T>(frac);
-    return;
-  }
-  const double c = dmin(dmax(coord, -2.0), last + 2.0);  // beyond this every tap reads 0 anyway
+  // Beyond [-2, size + 1] every legacy tap reads 0 anyway; the clamp keeps floor() in range.
+  const double c = legacy ? dmin(dmax(coord, -2.0), last + 2.0) : dmin(dmax(coord, 0.0), last);
   const int64_t f = static_cast<int64_t>(floor(c));
   const double frac = c - static_cast<double>(f);
-  const bool in0 = f >= 0 && f < size;
-  const bool in1 = f + 1 >= 0 && f + 1 < size;
-  *i0 = in0 ? f : 0;
-  *i1 = in1 ? f + 1 : 0;
-  *w0 = static_cast<T>(in0 ? 1.0 - frac : 0.0);
-  *w1 = static_cast<T>(in1 ? frac : 0.0);
+  if (size == 1) {
+    *i0 = *i1 = 0;
+    *w0 = static_cast<T>((f == 0 ? 1.0 - frac : 0.0) + (f + 1 == 0 ? frac : 0.0));
+    *w1 = static_cast<T>(0.0);
+    return;
+  }
+  // Re-base the taps f (weight 1 - frac) and f + 1 (weight frac) on the in-image pair
+  // (b, b + 1); a tap that falls outside the pair lies outside the image and is dropped.
+  const int64_t b = f < 0 ? 0 : (f > size - 2 ? size - 2 : f);
+  *i0 = b;
+  *i1 = b + 1;
+  *w0 = static_cast<T>((f == b ? 1.0 - frac : 0.0) + (f + 1 == b ? frac : 0.0));
+  *w1 = static_cast<T>((f == b + 1 ? 1.0 - frac : 0.0) + (f + 1 == b + 1 ? frac : 0.0));
 }
 
 }  // namespace tasn

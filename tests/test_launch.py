@@ -1,0 +1,88 @@
+"""tools/launch.py: a parameter-server job on 127.0.0.1 with bounded time, and nothing left
+running afterwards, whether the job succeeds, fails or times out."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+WORKER = textwrap.dedent('''
+    import os, sys, time
+    import mxnet as mx
+    mode = sys.argv[1]
+    kv = mx.kv.create('dist_sync')
+    if mode == 'fail' and kv.rank == 1:
+        os._exit(3)  # a crash: sys.exit would wait in ps-lite's shutdown for its peers
+    if mode == 'hang' and kv.rank == 1:
+        time.sleep(600)
+    kv.init(7, mx.nd.zeros((4,)))
+    kv.push(7, mx.nd.ones((4,)) * (kv.rank + 1))
+    out = mx.nd.zeros((4,))
+    kv.pull(7, out=out)
+    print('rank %d of %d pulled %s host %s' % (kv.rank, kv.num_workers, out.asnumpy().tolist(),
+          os.environ['DMLC_PS_ROOT_URI']), flush=True)
+''')
+
+
+def run_job(tmp_path, mode, timeout):
+    script = tmp_path / 'worker.py'
+    script.write_text(WORKER)
+    cmd = [sys.executable, os.path.join(ROOT, 'tools', 'launch.py'), '-n', '2', '-s', '1',
+           '--host', '127.0.0.1', '--timeout', str(timeout), '--',
+           sys.executable, str(script), mode]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout + 60)
+    finally:
+        try:  # whatever happened, nothing of the job may outlive the test
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return proc.returncode, output, proc.pid
+
+
+def assert_group_gone(pgid):
+    for _ in range(50):
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    pytest.fail('processes of the job are still running')
+
+
+def test_dist_sync_job_on_loopback(tmp_path):
+    code, output, pgid = run_job(tmp_path, 'ok', timeout=90)
+    assert code == 0, output
+    lines = [l for l in output.splitlines() if l.startswith('rank')]
+    assert sorted(l.split()[1] for l in lines) == ['0', '1'], output
+    assert all('[3.0, 3.0, 3.0, 3.0]' in l and 'host 127.0.0.1' in l for l in lines), output
+    assert_group_gone(pgid)
+
+
+def test_failing_worker_stops_the_job(tmp_path):
+    start = time.time()
+    code, output, pgid = run_job(tmp_path, 'fail', timeout=90)
+    assert code == 1, output
+    assert 'exited with code 3' in output
+    assert time.time() - start < 80
+    assert_group_gone(pgid)
+
+
+def test_timeout_stops_a_hanging_job(tmp_path):
+    code, output, pgid = run_job(tmp_path, 'hang', timeout=20)
+    assert code != 0
+    assert 'did not finish within 20 s' in output
+    assert_group_gone(pgid)
+
+
+def test_launcher_rejects_a_missing_command():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'launch.py'), '-n', '2'],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and 'give the command' in result.stderr
