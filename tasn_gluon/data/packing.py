@@ -1,0 +1,168 @@
+"""Packing a DatasetSplits into the folder the trainer reads: train/val .lst, .rec, .idx and
+dataset.json. Images are decoded, checked, resized and re-encoded by N threads (OpenCV releases
+the GIL) and written in list order by one writer through MXNet's MXIndexedRecordIO. Everything
+is written under temporary names and renamed only when both splits succeeded."""
+import collections
+import concurrent.futures
+import logging
+import os
+
+from .errors import DatasetError, first_few
+from .images import BadImage, load_for_record
+from .info import write_dataset_info
+from .splits import write_lst
+
+LOG = logging.getLogger(__name__)
+TMP_SUFFIX = '.partial'
+
+
+def default_num_threads():
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
+               else (os.cpu_count() or 1))
+
+
+def _ordered_results(func, items, num_threads):
+    """func(item) for each item, yielded in input order, at most 4 * num_threads in flight."""
+    window = collections.deque()
+    with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
+        it = iter(items)
+        for item in it:
+            window.append(pool.submit(func, item))
+            if len(window) >= 4 * num_threads:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
+
+
+def pack_records(entries, root, rec_path, idx_path, resize=512, quality=95, num_threads=None,
+                 skip_bad=False, progress=False, desc=None):
+    """Writes ``entries`` (list of Entry under ``root``) to an indexed RecordIO pair.
+
+    Record i holds header (flag 0, label, id i) and the JPEG bytes; i counts the written
+    records, so ids are contiguous even when bad images are skipped.
+
+    Returns (kept entries in record order, list of (path, reason) of skipped images).
+    A bad image raises DatasetError unless ``skip_bad``.
+    """
+    import mxnet as mx  # late: packing list files alone should not need MXNet loaded
+    num_threads = num_threads or default_num_threads()
+
+    def work(entry):
+        try:
+            return entry, load_for_record(os.path.join(root, entry.path), resize, quality), None
+        except BadImage as exc:
+            return entry, None, str(exc)
+
+    kept, bad = [], []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(entries), desc=desc, unit='img', dynamic_ncols=True)
+    writer = mx.recordio.MXIndexedRecordIO(idx_path, rec_path, 'w')
+    try:
+        for entry, data, reason in _ordered_results(work, entries, num_threads):
+            if bar is not None:
+                bar.update(1)
+            if reason is not None:
+                if not skip_bad:
+                    raise DatasetError('bad image %s: %s (use --skip-bad / skip_bad=True to '
+                                       'skip such images and list them in a report)'
+                                       % (os.path.join(root, entry.path), reason))
+                bad.append((entry.path, reason))
+                continue
+            header = mx.recordio.IRHeader(0, float(entry.label), len(kept), 0)
+            writer.write_idx(len(kept), mx.recordio.pack(header, data))
+            kept.append(entry)
+    finally:
+        writer.close()
+        if bar is not None:
+            bar.close()
+    return kept, bad
+
+
+def _remove(paths):
+    for p in paths:
+        try:
+            os.remove(p)
+        except FileNotFoundError:
+            pass
+
+
+def _class_counts(entries, num_classes):
+    counts = [0] * num_classes
+    for e in entries:
+        counts[e.label] += 1
+    return counts
+
+
+def pack_dataset(splits, out_dir, resize=512, quality=95, num_threads=None, skip_bad=False,
+                 progress=False, layout=None, extra_info=None):
+    """Validates ``splits`` (a DatasetSplits) and writes the packed dataset folder ``out_dir``:
+    ``train.lst``, ``val.lst``, ``train.rec/.idx``, ``val.rec/.idx``, ``dataset.json`` and,
+    when images were skipped, ``bad_images.txt``. Returns the dataset.json contents."""
+    if not 1 <= int(quality) <= 100:
+        raise DatasetError('JPEG quality must be in 1..100, got %r' % (quality,))
+    if int(resize) < 0:
+        raise DatasetError('resize must be >= 0 (0 keeps the original size), got %r' % (resize,))
+    splits.validate(check_files=True)
+    os.makedirs(out_dir, exist_ok=True)
+    final, temp = [], []
+    kept, bad = {}, {}
+    try:
+        for which in ('train', 'val'):
+            entries, root = splits.split(which)
+            names = [os.path.join(out_dir, which + ext) for ext in ('.rec', '.idx')]
+            tmp_names = [n + TMP_SUFFIX for n in names]
+            final += names
+            temp += tmp_names
+            kept[which], bad[which] = pack_records(
+                entries, root, tmp_names[0], tmp_names[1], resize=resize, quality=quality,
+                num_threads=num_threads, skip_bad=skip_bad, progress=progress,
+                desc='%s %s' % (splits.name, which))
+            if not kept[which]:
+                raise DatasetError('%s: every image of the %s split was bad' % (splits.name, which))
+        for which in ('train', 'val'):
+            lst = os.path.join(out_dir, which + '.lst')
+            write_lst(lst + TMP_SUFFIX, kept[which])
+            final.append(lst)
+            temp.append(lst + TMP_SUFFIX)
+    except BaseException:
+        _remove(temp)
+        raise
+    # Nothing of a previous dataset stays under the final names: old report first, info last.
+    _remove([os.path.join(out_dir, 'bad_images.txt'), os.path.join(out_dir, 'dataset.json')])
+    for tmp, name in zip(temp, final):
+        os.replace(tmp, name)
+    report = None
+    if bad['train'] or bad['val']:
+        report = 'bad_images.txt'
+        with open(os.path.join(out_dir, report), 'w', encoding='utf-8') as f:
+            for which in ('train', 'val'):
+                root = splits.split(which)[1]
+                for path, reason in bad[which]:
+                    f.write('%s\t%s\t%s\n' % (which, os.path.join(root, path), reason))
+        LOG.warning('%s: skipped %d train and %d val bad image(s), listed in %s: %s',
+                    splits.name, len(bad['train']), len(bad['val']),
+                    os.path.join(out_dir, report),
+                    first_few([p for p, _ in bad['train'] + bad['val']]))
+    info = {
+        'format': 'tasn-gluon-dataset',
+        'version': 1,
+        'name': splits.name,
+        'layout': layout,
+        'num_classes': splits.num_classes,
+        'class_names': splits.class_names,
+        'num_train': len(kept['train']),
+        'num_val': len(kept['val']),
+        'class_counts': {w: _class_counts(kept[w], splits.num_classes) for w in kept},
+        'packing': {'resize': int(resize), 'quality': int(quality), 'encoding': 'jpeg',
+                    'skip_bad': bool(skip_bad),
+                    'interpolation': 'area when shrinking, linear when enlarging'},
+        'skipped': {w: len(bad[w]) for w in bad},
+        'bad_images_report': report,
+        'source': {'train_root': splits.train_root, 'val_root': splits.val_root},
+    }
+    if extra_info:
+        info.update(extra_info)
+    write_dataset_info(out_dir, info)
+    return info

@@ -1,0 +1,153 @@
+"""Packing lists into .lst/.rec/.idx/dataset.json: contents, bad images, atomicity, the CLI."""
+import os
+import subprocess
+import sys
+
+import cv2
+import mxnet as mx
+import numpy as np
+import pytest
+
+from tasn_gluon.data import (DatasetError, prepare_dataset,
+                             read_dataset_info, read_lst)
+from tasn_gluon.data import testing as fake
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FINAL_NAMES = ['train.lst', 'val.lst', 'train.rec', 'train.idx', 'val.rec', 'val.idx',
+               'dataset.json']
+
+
+def _records(out, split):
+    r = mx.recordio.MXIndexedRecordIO(os.path.join(out, split + '.idx'),
+                                      os.path.join(out, split + '.rec'), 'r')
+    try:
+        return [mx.recordio.unpack_img(r.read_idx(k)) for k in sorted(r.keys)]
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize('layout,maker,kw', [
+    ('cub', fake.make_fake_cub, {}),
+    ('cars', fake.make_fake_cars, {'layout': 'annos'}),
+    ('cars', fake.make_fake_cars, {'layout': 'devkit'}),
+    ('inat', fake.make_fake_inat, {}),
+])
+def test_pack_each_layout(tmp_path, layout, maker, kw):
+    root = maker(str(tmp_path / 'src'), num_classes=3, per_class=4, **kw)
+    out = str(tmp_path / 'out')
+    info = prepare_dataset(layout, root, out, resize=32, quality=90, num_threads=2)
+    assert sorted(os.listdir(out)) == sorted(FINAL_NAMES)
+    assert info == read_dataset_info(out)
+    assert (info['num_classes'], info['num_train'], info['num_val']) == (3, 6, 6)
+    assert len(info['class_names']) == 3 and info['layout'] == layout
+    assert info['packing']['resize'] == 32 and info['packing']['quality'] == 90
+    assert info['class_counts'] == {'train': [2, 2, 2], 'val': [2, 2, 2]}
+    for split in ('train', 'val'):
+        lst = read_lst(os.path.join(out, split + '.lst'))
+        recs = _records(out, split)
+        assert [e.label for e in lst] == [0, 0, 1, 1, 2, 2]
+        assert [h.label for h, _ in recs] == [float(e.label) for e in lst]
+        assert [h.id for h, _ in recs] == list(range(6))
+        for _, img in recs:                        # 40 x 56 sources, shorter side -> 32
+            assert img.shape == (32, 45, 3)
+
+
+def test_pack_keeps_size_and_content(tmp_path):
+    root = fake.make_fake_folders(str(tmp_path / 'src'), num_classes=2, per_class=3)
+    out = str(tmp_path / 'out')
+    prepare_dataset('folders', root, out, resize=0, quality=100, num_threads=1,
+                    val_fraction=0.34)
+    lst = read_lst(os.path.join(out, 'train.lst'))
+    for e, (h, img) in zip(lst, _records(out, 'train')):
+        src = cv2.imread(os.path.join(root, e.path))
+        assert img.shape == src.shape
+        assert np.abs(img.astype(int) - src).mean() < 2.0
+
+
+def _corrupt(root):
+    """Truncates one JPEG and replaces another with text; returns their relative paths."""
+    a = os.path.join(root, 'images', '001.Bird_1', 'Bird_1_0001.jpg')
+    b = os.path.join(root, 'images', '002.Bird_2', 'Bird_2_0003.jpg')
+    data = open(a, 'rb').read()
+    open(a, 'wb').write(data[:len(data) // 2])
+    open(b, 'w').write('not an image')
+    return a, b
+
+
+def test_bad_image_fails_and_leaves_nothing(tmp_path):
+    root = fake.make_fake_cub(str(tmp_path / 'src'), num_classes=2, per_class=4)
+    out = str(tmp_path / 'out')
+    prepare_dataset('cub', root, out, resize=32, num_threads=2)     # a previous good dataset
+    truncated, _ = _corrupt(root)
+    with pytest.raises(DatasetError, match='bad image .*Bird_1_0001.jpg: truncated JPEG.*'
+                                           'skip-bad'):
+        prepare_dataset('cub', root, out, resize=32, num_threads=2)
+    # The previous dataset is untouched and no temporary file is left behind.
+    assert sorted(os.listdir(out)) == sorted(FINAL_NAMES)
+    assert read_dataset_info(out)['num_train'] == 4
+
+
+def test_skip_bad_reports(tmp_path):
+    root = fake.make_fake_cub(str(tmp_path / 'src'), num_classes=2, per_class=4)
+    truncated, text = _corrupt(root)
+    out = str(tmp_path / 'out')
+    info = prepare_dataset('cub', root, out, resize=32, num_threads=2, skip_bad=True)
+    assert (info['num_train'], info['num_val']) == (3, 3)
+    assert info['skipped'] == {'train': 1, 'val': 1}
+    report = open(os.path.join(out, info['bad_images_report'])).read().splitlines()
+    assert report == ['train\t%s\ttruncated JPEG (no end-of-image marker after the last scan)'
+                      % truncated, 'val\t%s\tnot a decodable image' % text]
+    lst = read_lst(os.path.join(out, 'val.lst'))
+    recs = _records(out, 'val')
+    assert [e.label for e in lst] == [0, 0, 1] == [int(h.label) for h, _ in recs]
+    assert [h.id for h, _ in recs] == [0, 1, 2]
+
+
+def test_pack_rejects_bad_options(tmp_path):
+    root = fake.make_fake_cub(str(tmp_path / 'src'), num_classes=2, per_class=2)
+    with pytest.raises(DatasetError, match='quality'):
+        prepare_dataset('cub', root, str(tmp_path / 'o'), quality=0)
+    with pytest.raises(DatasetError, match='resize'):
+        prepare_dataset('cub', root, str(tmp_path / 'o'), resize=-1)
+
+
+def test_read_dataset_info_errors(tmp_path):
+    with pytest.raises(DatasetError, match='dataset.json not found'):
+        read_dataset_info(str(tmp_path))
+    (tmp_path / 'dataset.json').write_text('{"name": "x"}')
+    with pytest.raises(DatasetError, match='lacks num_classes'):
+        read_dataset_info(str(tmp_path))
+    (tmp_path / 'dataset.json').write_text(
+        '{"name": "x", "num_classes": 1, "class_names": ["a"], "num_train": 1, "num_val": 1,'
+        ' "packing": {}}')
+    with pytest.raises(DatasetError, match='train.rec, train.idx, val.rec, val.idx missing'):
+        read_dataset_info(str(tmp_path))
+
+
+def test_cli(tmp_path):
+    root = fake.make_fake_folders(str(tmp_path / 'src'), num_classes=2, per_class=3)
+    out = str(tmp_path / 'out')
+    cmd = [sys.executable, os.path.join(REPO, 'tools', 'im2rec.py'), '--dataset', 'folders',
+           '--root', root, '--out', out, '--resize', '24', '--quality', '80',
+           '--num-thread', '1', '--val-fraction', '0.34', '--split-seed', '3', '--no-progress']
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    info = read_dataset_info(out)
+    assert (info['num_train'], info['num_val'], info['packing']['resize']) == (4, 2, 24)
+    bad = subprocess.run(cmd[:4] + ['--root', str(tmp_path / 'nope'), '--out', out],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and 'is not a folder' in bad.stderr
+
+
+def test_grey_and_png_sources_become_colour_jpeg(tmp_path):
+    root = str(tmp_path / 'src')
+    for c in range(2):
+        for i in range(2):
+            path = os.path.join(root, 'c%d' % c, '%d.png' % i)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            cv2.imwrite(path, np.full((20, 30), 60 * (c + 1), np.uint8))     # one channel
+    out = str(tmp_path / 'out')
+    prepare_dataset('folders', root, out, resize=10, num_threads=1, val_fraction=0.5)
+    for _, img in _records(out, 'train'):
+        assert img.shape == (10, 15, 3)
+        assert abs(float(img.mean()) - 60) < 3 or abs(float(img.mean()) - 120) < 3
