@@ -1,0 +1,182 @@
+"""TASN's training step against the sum of its parts run alone, and its inference cost.
+
+Measured side by side in one process, same batch, interleaved repeats, medians:
+
+* ``tasn``      one training step of TASN: forward (resize, attention net, trilinear attention,
+                maps, two sampler calls, backbone on 2B images, heads), TASNLoss, backward;
+* ``att``       the attention net alone: forward + CE + backward on B images at att_size;
+* ``backbone``  the backbone alone (+ shared fc): forward + CE + backward on 2B images at
+                sample_size;
+* ratio 1: tasn / (att + backbone); the target is <= 1.05 (attention, maps, sampler and losses
+  cost under 5%);
+* ratio 2: TASNPredictor inference (attention net + structure map + sampler + backbone + fc on
+  B images) against the plain backbone + fc at sample_size (the baseline's inference), and
+  against attention net + backbone inference run alone (the overhead of maps and sampler).
+
+No optimizer update is timed (it is the same parameters in both). Every block is hybridized
+with static allocation. Each case reports the median wall time and the median CPU time of the
+process (all threads): on a machine shared with other jobs the wall time is inflated by waiting
+for a core while the CPU time is not, so the CPU-time ratios are the robust ones there (use
+``--threads 1`` for them); on a dedicated machine both agree. On a GPU (``--gpu``) only the
+wall-time ratios mean anything. Record the printed ratios in docs/benchmarks.md.
+
+    .venv/bin/python bench/step.py                       # CPU, batch 2, resnet50 and resnet18
+    .venv/bin/python bench/step.py --threads 1 --repeats 7
+    .venv/bin/python bench/step.py --nets resnet18 --repeats 10 --gpu 0
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+mx = autograd = ops = mz = TASNLoss = None  # imported in main(), after OMP_NUM_THREADS is set
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--nets', default='resnet50,resnet18', help='comma-separated backbones')
+    p.add_argument('--batch-size', type=int, default=2, help='images per step (B)')
+    p.add_argument('--num-classes', type=int, default=200)
+    p.add_argument('--input-size', type=int, default=512)
+    p.add_argument('--att-size', type=int, default=224)
+    p.add_argument('--sample-size', type=int, default=224)
+    p.add_argument('--repeats', type=int, default=5, help='timed repeats of each measurement')
+    p.add_argument('--warmup', type=int, default=2, help='untimed runs of each measurement')
+    p.add_argument('--gpu', type=int, default=None, help='GPU id (default: CPU)')
+    p.add_argument('--threads', type=int, default=None,
+                   help='OMP_NUM_THREADS for MXNet (default: as the environment says)')
+    return p.parse_args()
+
+
+def timed(fn):
+    """(wall seconds, process CPU seconds) of one call."""
+    mx.nd.waitall()
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    mx.nd.waitall()
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def train_step(net, loss_fn, x, y):
+    def run():
+        with autograd.record():
+            loss = loss_fn(net(x), y)
+        loss.backward()
+    return run
+
+
+def infer(net, x):
+    def run():
+        out = net(x)
+        (out[0] if isinstance(out, (list, tuple)) else out).wait_to_read()
+    return run
+
+
+def _blocks():
+    class BackboneHead(mx.gluon.HybridBlock):
+        """Backbone + shared fc: the part of TASN that sees the sampled images."""
+
+        def __init__(self, backbone, fc, **kwargs):
+            super().__init__(**kwargs)
+            self.backbone, self.fc = backbone, fc
+
+        def hybrid_forward(self, F, x):
+            return self.fc(self.backbone(x))
+
+    class AttInference(mx.gluon.HybridBlock):
+        """Attention-net features alone (no maps, no sampler)."""
+
+        def __init__(self, att_net, **kwargs):
+            super().__init__(**kwargs)
+            self.body, self.conv1, self.conv2 = att_net.body, att_net.conv1, att_net.conv2
+
+        def hybrid_forward(self, F, x):
+            return self.conv2(self.conv1(self.body(x)))
+
+    return BackboneHead, AttInference
+
+
+def bench_net(name, args, ctx):
+    _BackboneHead, _AttInference = _blocks()
+    b = args.batch_size
+    rng = np.random.RandomState(0)
+    mx.random.seed(0)
+    tasn = mz.get_tasn(name, args.num_classes, args.input_size, args.att_size,
+                       args.sample_size, ctx=ctx)
+    # the parts are TASN's own blocks (same parameters, same layout)
+    att = tasn.att_net
+    part = _BackboneHead(tasn.backbone, tasn.fc)
+    pred = tasn.predictor()
+    att_inf = _AttInference(tasn.att_net)
+    for blk in (tasn, att, part, pred, att_inf):
+        blk.hybridize(static_alloc=True, static_shape=True)
+
+    def img(n, size):
+        return mx.nd.array(rng.uniform(-120, 130, (n, 3, size, size)), ctx=ctx)
+
+    x, x_att, x_smp = img(b, args.input_size), img(b, args.att_size), img(2 * b, args.sample_size)
+    x_smp_b = img(b, args.sample_size)
+    y = mx.nd.array(rng.randint(0, args.num_classes, b), ctx=ctx)
+    y2 = mx.nd.array(rng.randint(0, args.num_classes, 2 * b), ctx=ctx)
+    ce = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+    tasn_loss = TASNLoss()
+
+    cases = {
+        'tasn': train_step(tasn, tasn_loss, x, y),
+        'att': train_step(att, lambda out, lab: ce(out[0], lab), x_att, y),
+        'backbone': train_step(part, ce, x_smp, y2),
+        'predictor': infer(pred, x),
+        'baseline': infer(part, x_smp_b),
+        'att_infer': infer(att_inf, x_att),
+    }
+    for fn in cases.values():
+        for _ in range(args.warmup):
+            fn()
+    wall = {k: [] for k in cases}
+    cpu = {k: [] for k in cases}
+    for _ in range(args.repeats):  # interleaved, so that load changes hit every case alike
+        for k, fn in cases.items():
+            w, c = timed(fn)
+            wall[k].append(w)
+            cpu[k].append(c)
+    print('\n== %s, batch %d (%d sampled images), input %d, attention %d, sampled %d, %s ==' % (
+        name, b, 2 * b, args.input_size, args.att_size, args.sample_size, ctx))
+    print('  %-10s %12s %12s %12s' % ('case', 'wall median', 'wall min', 'cpu median'))
+    for k in cases:
+        print('  %-10s %9.1f ms %9.1f ms %9.1f ms' % (k, 1e3 * np.median(wall[k]),
+                                                      1e3 * min(wall[k]), 1e3 * np.median(cpu[k])))
+    for label, t in (('wall', wall), ('cpu', cpu)):
+        med = {k: float(np.median(v)) for k, v in t.items()}
+        print('  [%s] ratio 1  train step  tasn / (att + backbone)     = %.3f  (target <= 1.05)'
+              % (label, med['tasn'] / (med['att'] + med['backbone'])))
+        print('  [%s] ratio 2  inference   predictor / plain backbone   = %.3f'
+              % (label, med['predictor'] / med['baseline']))
+        print('  [%s]          inference   predictor / (att + backbone) = %.3f'
+              % (label, med['predictor'] / (med['att_infer'] + med['baseline'])))
+    return wall, cpu
+
+
+def main():
+    global mx, autograd, ops, mz, TASNLoss
+    args = parse_args()
+    if args.threads is not None:
+        os.environ['OMP_NUM_THREADS'] = str(args.threads)
+    import mxnet
+    from mxnet import autograd as _autograd
+    from tasn_gluon import ops as _ops, model_zoo as _mz
+    from tasn_gluon.losses import TASNLoss as _TASNLoss
+    mx, autograd, ops, mz, TASNLoss = mxnet, _autograd, _ops, _mz, _TASNLoss
+    ops.load()
+    ctx = mx.gpu(args.gpu) if args.gpu is not None else mx.cpu()
+    print('mxnet %s, OMP_NUM_THREADS=%s, repeats %d, warmup %d'
+          % (mx.__version__, os.environ.get('OMP_NUM_THREADS', 'default'), args.repeats,
+             args.warmup))
+    for name in args.nets.split(','):
+        bench_net(name.strip(), args, ctx)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,84 @@
+"""Trilinear attention (TASN spec section 3) and the paper's normalisation ablations.
+
+Reference: H. Zheng, J. Fu, Z.-J. Zha, J. Luo, "Looking for the Devil in the Details: Learning
+Trilinear Attention Sampling Network for Fine-grained Image Recognition", CVPR 2019, Sec. 3.1.
+
+With X the feature map reshaped to (C, HW)::
+
+    N1 = softmax over HW of (s * X)      # spatial normalisation, s = 7 in the official code
+    R  = N1 @ X^T                        # (C, C) channel relations; right factor is raw X
+    N2 = softmax over the last axis of R # relation normalisation
+    M  = N2 @ X                          # (C, HW): C attention maps
+"""
+from mxnet.gluon.block import HybridBlock
+
+__all__ = ['TrilinearAttention', 'ATTENTION_VARIANTS']
+
+# variant -> (spatial softmax, relation softmax); 'identity' uses the feature channels as maps
+ATTENTION_VARIANTS = {
+    'full': (True, True),        # softmax_rows(softmax_hw(s X) X^T) X   (TASN)
+    'none': (False, False),      # X X^T X
+    'spatial': (True, False),    # softmax_hw(s X) X^T X
+    'relation': (False, True),   # softmax_rows(X X^T) X
+    'identity': None,            # M = X
+}
+
+
+class TrilinearAttention(HybridBlock):
+    r"""Trilinear attention: (N, C, H, W) feature maps -> (N, C, H, W) attention maps.
+
+    Parameters
+    ----------
+    softmax_scale : float
+        Scale of the features inside the spatial softmax (7 in the official code, chosen to
+        give the softmax a useful sharpness).
+    variant : str
+        ``'full'`` (TASN), ``'none'`` (no softmax: X X^T X), ``'spatial'`` (only the spatial
+        softmax), ``'relation'`` (only the softmax over channel relations) or ``'identity'``
+        (the feature channels themselves are the attention maps), the ablations of the paper.
+
+    The block has no parameters; in TASN its output is cut from the graph before sampling.
+    """
+
+    def __init__(self, softmax_scale=7.0, variant='full', **kwargs):
+        super().__init__(**kwargs)
+        if variant not in ATTENTION_VARIANTS:
+            raise ValueError('Unknown trilinear attention variant %r; options are %s'
+                             % (variant, sorted(ATTENTION_VARIANTS)))
+        self.softmax_scale = float(softmax_scale)
+        self.variant = variant
+
+    def relation(self, F, x):
+        """The (normalised) channel-relation matrix (N, C, C) such that M = relation @ X, or
+        None for the ``identity`` variant."""
+        if self.variant == 'identity':
+            return None
+        spatial, relation = ATTENTION_VARIANTS[self.variant]
+        flat = F.reshape(x, (0, 0, -1))                             # (N, C, HW)
+        left = F.softmax(flat * self.softmax_scale, axis=-1) if spatial else flat
+        rel = F.batch_dot(left, flat, transpose_b=True)             # (N, C, C)
+        return F.softmax(rel, axis=-1) if relation else rel
+
+    def combine(self, F, x, weights):
+        """Weighted sums of the attention maps without forming all of them.
+
+        ``weights`` (N, K, C) -> (N, K, H, W) with out[:, k] = sum_c weights[:, k, c] M[:, c].
+        Computed as (weights @ relation) @ X: two small products instead of the (C x C) @
+        (C x HW) one, since TASN only needs the channel sum and one (or the sum of) channels.
+        """
+        flat = F.reshape(x, (0, 0, -1))
+        rel = self.relation(F, x)
+        if rel is not None:
+            weights = F.batch_dot(weights, rel)                     # (N, K, C)
+        out = F.batch_dot(weights, flat)                            # (N, K, HW)
+        return F.reshape_like(out, x, lhs_begin=2, rhs_begin=2)
+
+    def hybrid_forward(self, F, x):
+        rel = self.relation(F, x)
+        if rel is None:
+            return F.identity(x)
+        return F.reshape_like(F.batch_dot(rel, F.reshape(x, (0, 0, -1))), x)  # (N, C, H, W)
+
+    def __repr__(self):
+        return '%s(softmax_scale=%g, variant=%r)' % (self.__class__.__name__,
+                                                     self.softmax_scale, self.variant)

@@ -1,0 +1,354 @@
+"""TASN: Trilinear Attention Sampling Network, its inference block and the plain baseline.
+
+Reference: H. Zheng, J. Fu, Z.-J. Zha, J. Luo, "Looking for the Devil in the Details: Learning
+Trilinear Attention Sampling Network for Fine-grained Image Recognition", CVPR 2019.
+
+Pipeline (TASN spec section 1): the input image (N, 3, 512, 512), mean-subtracted, is resized
+to 224 for the attention net (ResNet-18, stride 8); trilinear attention turns its 28x28x512
+features X into 512 attention maps, cut from the graph; the structure map (sum, squared) and the
+detail map (one random map in training, the sum at inference) give row/column profiles; the
+attention sampler resamples the input to 224x224 twice; one backbone processes
+concat(detail, structure) along the batch; heads ``fc_part`` (detail half), ``fc_master``
+(structure half) and the shared ``fc`` (both halves).
+
+Parameter names (prefix '' at the top, as built by :func:`get_tasn`) are those of the official
+graph (``official_checkpoint_params.tsv``) except Gluon's BN suffixes ``running_mean`` /
+``running_var`` for the official ``moving_mean`` / ``moving_var``::
+
+    att_*                 attention net (att_bn_data, att_conv0, att_stage1_unit1_conv1, ...,
+                          att_conv1/att_conv2 = the shared multi-dilation weights, att_bn1,
+                          att_fc1)
+    bn_data, conv0, stage{s}_unit{u}_*, bn1      backbone (ResNet); VGG: conv{s}_{c}
+    fullyconnected0       fc_part   (official: part net fc, detail half)
+    fullyconnected1       fc_master (official: master net fc, structure half)
+    fullyconnected2       fc        (official: shared fc, both halves; "master_aux" = accuracy)
+"""
+import numbers
+import types
+
+import numpy as np
+import mxnet as mx
+from mxnet import initializer
+from mxnet.gluon import nn
+from mxnet.gluon.block import HybridBlock
+
+from .. import ops
+from ..attention import TrilinearAttention
+from ..maps import (MapsToProfiles, resize_bilinear, structure_map, detail_map,
+                    channel_weights, marginal_profiles, structure_profiles)
+from .attention_net import AttentionNet
+from .resnet import get_resnet
+from .vgg import get_vgg
+from .pretrained import load_pretrained
+
+__all__ = ['backbone_spec', 'get_backbone', 'TASN', 'TASNPredictor', 'Baseline', 'get_tasn',
+           'get_baseline', 'default_initializer', 'OUTPUT_NAMES']
+
+OUTPUT_NAMES = ('att', 'part', 'master', 'part_aux', 'master_aux')
+
+# backbone name -> (family, depth); features are globally average-pooled
+backbone_spec = {
+    'resnet18': ('resnet', 18), 'resnet34': ('resnet', 34), 'resnet50': ('resnet', 50),
+    'resnet101': ('resnet', 101), 'resnet152': ('resnet', 152),
+    'vgg16': ('vgg', 16), 'vgg19': ('vgg', 19),
+}
+
+
+def get_backbone(name, norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
+    r"""Pooled-feature backbone by name (``backbone_spec``): (N, 3, S, S) -> (N, D).
+
+    Parameters
+    ----------
+    name : str
+        ``resnet50`` (TASN default), ``vgg19`` (the paper's second setting), ``resnet18`` (quick
+        runs), or another entry of ``backbone_spec``.
+    norm_layer, norm_kwargs
+        BatchNorm class and extra arguments (ResNets only).
+    """
+    if name not in backbone_spec:
+        raise ValueError('Unknown backbone %r; options are %s' % (name, sorted(backbone_spec)))
+    family, depth = backbone_spec[name]
+    if family == 'resnet':
+        return get_resnet(depth, pool=True, norm_layer=norm_layer, norm_kwargs=norm_kwargs,
+                          **kwargs)
+    return get_vgg(depth, pool=True, **kwargs)
+
+
+def default_initializer():
+    """The official recipe's initialiser for new layers: Xavier(gaussian, in, 2)."""
+    return initializer.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2)
+
+
+def _sampler_scale(input_size, sample_size):
+    """``scale`` such that int(input_size * scale) == sample_size in double and in float32
+    arithmetic despite rounding (e.g. 224 / 500)."""
+    scale = np.float32(float(sample_size) / float(input_size))
+    while int(input_size * float(scale)) < sample_size or \
+            int(np.float32(input_size) * scale) < sample_size:
+        scale = np.nextafter(scale, np.float32(2.0))
+    return float(scale)
+
+
+def _check_input(x, size, who):
+    if isinstance(x, mx.nd.NDArray) and (x.ndim != 4 or x.shape[1] != 3 or
+                                         x.shape[2] != size or x.shape[3] != size):
+        raise ValueError('%s expects images of shape (N, 3, %d, %d), got %s'
+                         % (who, size, size, x.shape))
+
+
+class _SamplerMixin:
+    """Sizes and sampler attributes shared by TASN and TASNPredictor."""
+
+    def _set_sizes(self, input_size, att_size, sample_size, dense, iters, legacy_sampler):
+        for name, v in (('input_size', input_size), ('att_size', att_size),
+                        ('sample_size', sample_size)):
+            if int(v) <= 0:
+                raise ValueError('%s must be positive, got %r' % (name, v))
+        self.input_size, self.att_size = int(input_size), int(att_size)
+        self.sample_size = int(sample_size)
+        self._sampler_attrs = dict(scale=_sampler_scale(input_size, sample_size),
+                                   dense=float(dense), iters=int(iters),
+                                   legacy=bool(legacy_sampler))
+
+    def _sample(self, F, x, att_y, att_x):
+        # no gradient to the profiles (operator); to the image, the transpose of the sampling
+        return ops.att_sampler(x, att_y, att_x, **self._sampler_attrs)
+
+
+class TASN(_SamplerMixin, HybridBlock):
+    r"""Trilinear Attention Sampling Network for training (five heads).
+
+    Parameters
+    ----------
+    backbone : str
+        Backbone of the sampled images (``get_backbone``): ``resnet50``, ``vgg19``, ``resnet18``.
+    num_classes : int
+        Number of classes.
+    input_size : int
+        Side of the input image (512).
+    att_size : int
+        Side of the attention net's input (224 -> 28x28 maps).
+    sample_size : int
+        Side of the sampled images (224, or 336 for the 88.0% setting); the sampler's scale is
+        ``sample_size / input_size``.
+    dense, iters, legacy_sampler
+        Attention sampler attributes (``tasn_gluon.ops.att_sampler``).
+    attention_variant, softmax_scale
+        Trilinear attention variant and spatial-softmax scale (``TrilinearAttention``).
+    norm_layer, norm_kwargs
+        BatchNorm class (e.g. SyncBatchNorm) and extra arguments for every ResNet.
+
+    Inputs: x (N, 3, input_size, input_size), mean-subtracted RGB.
+    Outputs: the tuple of logits ``(att, part, master, part_aux, master_aux)``, each
+    (N, num_classes). In training mode (``autograd.is_training()``) the detail map is one random
+    attention map per image, at inference the sum (hybridized too; see ``tasn_gluon.maps``).
+    Only ``att`` carries gradient back into the attention net.
+    """
+
+    def __init__(self, backbone='resnet50', num_classes=200, input_size=512, att_size=224,
+                 sample_size=224, dense=4.0, iters=5, legacy_sampler=False,
+                 attention_variant='full', softmax_scale=7.0, norm_layer=nn.BatchNorm,
+                 norm_kwargs=None, **kwargs):
+        super().__init__(**kwargs)
+        self._set_sizes(input_size, att_size, sample_size, dense, iters, legacy_sampler)
+        self.backbone_name = backbone
+        self.num_classes = int(num_classes)
+        with self.name_scope():
+            self.att_net = AttentionNet(num_classes, norm_layer=norm_layer,
+                                        norm_kwargs=norm_kwargs, prefix='att_')
+            self.attention = TrilinearAttention(softmax_scale, attention_variant)
+            # fed with X: only the two combinations of attention maps that TASN needs
+            self.maps = MapsToProfiles(self.att_net.channels, self.input_size,
+                                       attention=self.attention)
+            self.backbone = get_backbone(backbone, norm_layer=norm_layer,
+                                         norm_kwargs=norm_kwargs, prefix='')
+            d = self.backbone.out_channels
+            self.fc_part = nn.Dense(num_classes, in_units=d, prefix='fullyconnected0_')
+            self.fc_master = nn.Dense(num_classes, in_units=d, prefix='fullyconnected1_')
+            self.fc = nn.Dense(num_classes, in_units=d, prefix='fullyconnected2_')
+        # held outside Block attributes, so that the predictor is not registered as a child
+        self._predictor = types.SimpleNamespace(block=None)
+
+    def forward(self, x, *args):
+        _check_input(x, self.input_size, 'TASN')
+        return super().forward(x, *args)
+
+    def hybrid_forward(self, F, x):
+        att_logits, feats = self.att_net(resize_bilinear(F, x, self.att_size))
+        # the attention maps are cut from the graph inside self.maps: the attention net gets
+        # gradient from its own head only
+        dy, dx, sy, sx, _, _ = self.maps(feats)
+        return self._heads(F, att_logits, self._sample(F, x, dy, dx), self._sample(F, x, sy, sx))
+
+    def _heads(self, F, att_logits, detail, struct):
+        # one backbone pass over both images: BN statistics shared, as the official graph
+        pooled = self.backbone(F.concat(detail, struct, dim=0))
+        pooled_d, pooled_s = F.split(pooled, num_outputs=2, axis=0)
+        aux_d, aux_s = F.split(self.fc(pooled), num_outputs=2, axis=0)
+        return att_logits, self.fc_part(pooled_d), self.fc_master(pooled_s), aux_d, aux_s
+
+    def predictor(self):
+        """The :class:`TASNPredictor` of this network, sharing its parameters (made once)."""
+        if self._predictor.block is None:
+            self._predictor.block = (TASNPredictor(
+                self.att_net, self.attention, self.backbone, self.fc, self.input_size,
+                self.att_size, self.sample_size, self._sampler_attrs['dense'],
+                self._sampler_attrs['iters'], self._sampler_attrs['legacy'], prefix=''))
+        return self._predictor.block
+
+    def explain(self, x, detail_channel=None):
+        """Intermediate results for visualisation (the paper's Figure 4), imperatively.
+
+        Parameters
+        ----------
+        x : NDArray (N, 3, input_size, input_size)
+        detail_channel : int, sequence of N ints or None
+            Attention map used for the detail image. None: as in ``hybrid_forward`` (random
+            map per image in training mode, the sum at inference).
+
+        Returns
+        -------
+        dict of NDArrays: ``att_input`` (N,3,att,att), ``features`` X (N,512,h,w),
+        ``attention_maps`` (N,512,h,w), ``structure_map`` and ``detail_map``
+        (N,input,input), ``structure_profiles`` and ``detail_profiles`` ((N,input) row/y,
+        (N,input) column/x), ``structure_image`` and ``detail_image`` (N,3,sample,sample),
+        ``logits``: the five heads' logits on these two sampled images (as ``__call__``).
+        """
+        _check_input(x, self.input_size, 'TASN.explain')
+        F = mx.nd
+        att_in = resize_bilinear(F, x, self.att_size)
+        att_logits, feats = self.att_net(att_in)
+        maps = self.attention(feats)
+        c = self.att_net.channels
+        if detail_channel is None:
+            weights = channel_weights(F, maps, c)
+        else:
+            chan = mx.nd.array([detail_channel] * x.shape[0]
+                               if isinstance(detail_channel, numbers.Integral)
+                               else detail_channel, ctx=x.context)
+            if chan.shape != (x.shape[0],) or chan.min().asscalar() < 0 \
+                    or chan.max().asscalar() >= c:
+                raise ValueError('detail_channel must be one index or N indices in [0, %d)' % c)
+            weights = channel_weights(F, maps, c, train=mx.nd.ones((x.shape[0], 1),
+                                                                   ctx=x.context), channel=chan)
+        dmap = detail_map(F, maps, self.input_size, weights)
+        smap = structure_map(F, maps, self.input_size)
+        dy, dx = marginal_profiles(F, dmap, self.input_size)
+        sy, sx = marginal_profiles(F, smap, self.input_size)
+        detail, struct = self._sample(F, x, dy, dx), self._sample(F, x, sy, sx)
+        logits = self._heads(F, att_logits, detail, struct)
+        return dict(att_input=att_in, features=feats, attention_maps=maps,
+                    structure_map=smap, detail_map=dmap,
+                    structure_profiles=(sy, sx), detail_profiles=(dy, dx),
+                    structure_image=struct, detail_image=detail, logits=logits)
+
+
+class TASNPredictor(_SamplerMixin, HybridBlock):
+    r"""TASN at inference: attention net, structure map, sampler, backbone, shared fc.
+
+    Returns the official "master_aux" logits (N, num_classes): the shared ``fc`` on the
+    structure-preserved image. Built from the blocks of a trained :class:`TASN` (use
+    ``TASN.predictor()``) it shares their parameters. Hybridize, run once, then ``export(path)``
+    writes ``path-symbol.json`` and ``path-0000.params``; reload them with
+    ``mx.gluon.SymbolBlock.imports(json, ['data'], params)`` after ``tasn_gluon.ops.load()``.
+
+    Parameters
+    ----------
+    att_net, attention, backbone, fc : blocks of a TASN
+    input_size, att_size, sample_size, dense, iters, legacy_sampler : as in :class:`TASN`
+    """
+
+    def __init__(self, att_net, attention, backbone, fc, input_size=512, att_size=224,
+                 sample_size=224, dense=4.0, iters=5, legacy_sampler=False, **kwargs):
+        super().__init__(**kwargs)
+        self._set_sizes(input_size, att_size, sample_size, dense, iters, legacy_sampler)
+        # the attention net without its classifier head (unused here, and export() only
+        # accepts parameters the graph uses)
+        self.att_body, self.att_conv1, self.att_conv2 = att_net.body, att_net.conv1, att_net.conv2
+        self.attention, self.backbone, self.fc = attention, backbone, fc
+
+    def forward(self, x, *args):
+        _check_input(x, self.input_size, 'TASNPredictor')
+        return super().forward(x, *args)
+
+    def hybrid_forward(self, F, x):
+        feats = self.att_conv2(self.att_conv1(self.att_body(resize_bilinear(F, x,
+                                                                              self.att_size))))
+        sy, sx = structure_profiles(F, feats, self.input_size, attention=self.attention)
+        return self.fc(self.backbone(self._sample(F, x, sy, sx)))
+
+
+class Baseline(HybridBlock):
+    r"""The paper's baseline: the plain backbone with global average pooling and one FC on the
+    input resized (align-corners bilinear) to ``sample_size``.
+
+    Parameters
+    ----------
+    backbone : str
+        As :func:`get_backbone`.
+    num_classes : int
+    sample_size : int
+        Side the input is resized to (224).
+
+    Inputs: (N, 3, H, W) mean-subtracted; output: logits (N, num_classes).
+    """
+
+    def __init__(self, backbone='resnet50', num_classes=200, sample_size=224,
+                 norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
+        super().__init__(**kwargs)
+        self.sample_size = int(sample_size)
+        with self.name_scope():
+            self.backbone = get_backbone(backbone, norm_layer=norm_layer,
+                                         norm_kwargs=norm_kwargs, prefix='')
+            self.fc = nn.Dense(num_classes, in_units=self.backbone.out_channels, prefix='fc1_')
+
+    def hybrid_forward(self, F, x):
+        return self.fc(self.backbone(resize_bilinear(F, x, self.sample_size)))
+
+
+def _initialize(net, ctx):
+    net.collect_params().initialize(default_initializer(), ctx=ctx or mx.cpu())
+
+
+def get_tasn(net='resnet50', num_classes=200, input_size=512, att_size=224, sample_size=224,
+             legacy_sampler=False, pretrained=None, att_pretrained=None, ctx=None, **kwargs):
+    r"""TASN, initialised (Xavier(gaussian, in, 2); BN gamma 1 / beta 0), parameters named as
+    the official graph.
+
+    Parameters
+    ----------
+    net : str
+        Backbone: ``resnet50`` (default), ``vgg19``, ``resnet18`` (see ``backbone_spec``).
+    num_classes, input_size, att_size, sample_size, legacy_sampler
+        See :class:`TASN`.
+    pretrained : str or None
+        Local Gluon model-zoo ``.params`` file of the backbone (e.g. ``resnet50_v2-*.params``);
+        None: random initialisation.
+    att_pretrained : str or None
+        Local Gluon model-zoo ``resnet18_v2`` ``.params`` file for the attention net.
+    ctx : Context or list of Context
+        Where to initialise (default CPU).
+    **kwargs
+        Passed to :class:`TASN` (``dense``, ``iters``, ``attention_variant``, ``norm_layer``...).
+    """
+    kwargs.setdefault('prefix', '')
+    model = TASN(net, num_classes, input_size, att_size, sample_size,
+                 legacy_sampler=legacy_sampler, **kwargs)
+    _initialize(model, ctx)
+    if pretrained is not None:
+        load_pretrained(model.backbone, pretrained, ctx=ctx)
+    if att_pretrained is not None:
+        load_pretrained(model.att_net, att_pretrained, ctx=ctx)
+    return model
+
+
+def get_baseline(net='resnet50', num_classes=200, sample_size=224, pretrained=None, ctx=None,
+                 **kwargs):
+    r"""The baseline row of the paper: backbone + GAP + FC on the input resized to
+    ``sample_size`` (see :class:`Baseline`); ``pretrained`` as in :func:`get_tasn`."""
+    kwargs.setdefault('prefix', '')
+    model = Baseline(net, num_classes, sample_size, **kwargs)
+    _initialize(model, ctx)
+    if pretrained is not None:
+        load_pretrained(model.backbone, pretrained, ctx=ctx)
+    return model
