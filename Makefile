@@ -4,25 +4,47 @@
 #   make test                                    the test suite (CPU)
 #   make bench                                   the benchmarks (prints ratios)
 PYTHON ?= python3
-MXNET ?= mxnet==1.9.1
+MXNET ?= mxnet
+# mxnet-cu112 etc. are pinned to 1.9.1 too unless a version is given.
+MXNET_SPEC := $(if $(findstring ==,$(MXNET)),$(MXNET),$(MXNET)==1.9.1)
+MXNET_PKG := $(firstword $(subst ==, ,$(MXNET_SPEC)))
+HOROVOD ?= 0
+HOROVOD_VERSION := 0.28.1
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 OPS_SOURCES := $(wildcard tasn_gluon/ops/csrc/*)
+# One stamp per MXNet choice, so that `make setup MXNET=mxnet-cu112` switches an existing venv.
+DEPS_STAMP := $(VENV)/.deps-$(subst =,_,$(MXNET_SPEC))
 
 .PHONY: setup demo test bench clean
 
-setup: $(VENV)/.deps-done tasn_gluon/ops/libtasn_ops.so
+SETUP_TARGETS := $(DEPS_STAMP) tasn_gluon/ops/libtasn_ops.so
+ifeq ($(HOROVOD),1)
+SETUP_TARGETS += $(VENV)/.horovod-done
+endif
 
-$(VENV)/.deps-done: requirements.txt constraints.txt
+setup: $(SETUP_TARGETS)
+
+$(DEPS_STAMP): requirements.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
-	$(PIP) install -c constraints.txt "$(MXNET)" -r requirements.txt
+	$(PIP) freeze | grep -i '^mxnet' | cut -d= -f1 | grep -vix '$(MXNET_PKG)' | xargs -r $(PIP) uninstall -y
+	$(PIP) install -c constraints.txt "$(MXNET_SPEC)" -r requirements.txt
 	$(PY) -c "import mxnet, numpy; print('mxnet', mxnet.__version__, 'numpy', numpy.__version__)"
+	rm -f $(VENV)/.deps-*
 	touch $@
 
-tasn_gluon/ops/libtasn_ops.so: $(VENV)/.deps-done setup.py $(OPS_SOURCES)
+tasn_gluon/ops/libtasn_ops.so: $(DEPS_STAMP) setup.py $(OPS_SOURCES)
 	$(PIP) install -c constraints.txt --no-build-isolation --no-deps -e .
+	touch $@
+
+# Horovod for MXNet, built from its source package with Gloo and without MPI (about 90 s).
+$(VENV)/.horovod-done: $(DEPS_STAMP)
+	HOROVOD_WITH_MXNET=1 HOROVOD_WITHOUT_MPI=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_TENSORFLOW=1 \
+	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_CPU_OPERATIONS=gloo \
+	$(PIP) install -c constraints.txt --no-build-isolation --no-cache-dir horovod==$(HOROVOD_VERSION)
+	$(PY) -c "import horovod.mxnet as hvd; print('horovod', hvd.__version__ if hasattr(hvd, '__version__') else 'ok')"
 	touch $@
 
 demo: setup

@@ -9,13 +9,19 @@ Two shared libraries are built into ``tasn_gluon/ops/``:
   can be checked on their own (``tools/check_cuda_sampler.py``).
 
 CUDA sources are compiled with nvcc as well when ``TASN_CUDA`` is ``auto`` (default, when nvcc
-is found) or ``on`` (nvcc required); ``off`` skips them. MXNet must already be installed in the
-environment that runs the build: use ``pip install --no-build-isolation`` (``make setup`` does).
+is found) or ``on`` (nvcc required); ``off`` skips them. The kernels are built for every
+architecture ``nvcc --list-gpu-arch`` lists from sm_70 up, plus PTX of the newest;
+``TASN_CUDA_ARCHS`` (e.g. ``"80 90"``) narrows that list for a quicker build. The CUDA runtime is
+linked statically, so the libraries still load, and their CPU operators still run, on machines
+without the CUDA runtime or a GPU (e.g. the CPU-only ``mxnet`` wheel). MXNet must already be
+installed in the environment that runs the build: use ``pip install --no-build-isolation``
+(``make setup`` does).
 """
 import os
 import shutil
 import subprocess
 import sys
+import time
 
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
@@ -68,17 +74,68 @@ def _run(cmd):
 
 
 def cuda_architectures(nvcc):
-    """-gencode flags: every real architecture nvcc lists from sm_70 up, plus PTX of the newest
-    so that GPUs newer than this nvcc still run the kernels."""
+    """-gencode flags: every real architecture nvcc lists from sm_70 up (or those named in
+    TASN_CUDA_ARCHS), plus PTX of the newest so that GPUs newer than this nvcc still run the
+    kernels."""
     out = subprocess.run([nvcc, '--list-gpu-arch'], capture_output=True, text=True)
-    archs = sorted({int(a.split('_')[1]) for a in out.stdout.split() if a.startswith('compute_')
-                    and a.split('_')[1].isdigit()})
-    archs = [a for a in archs if a >= 70] or [70]
+    listed = sorted({int(a.split('_')[1]) for a in out.stdout.split() if a.startswith('compute_')
+                     and a.split('_')[1].isdigit()})
+    wanted = os.environ.get('TASN_CUDA_ARCHS', '').replace(',', ' ').split()
+    if wanted:
+        try:
+            archs = sorted({int(a.lower().replace('sm_', '').replace('.', '')) for a in wanted})
+        except ValueError:
+            raise BuildError('TASN_CUDA_ARCHS must list compute capabilities like "80 90", '
+                             'not %r' % os.environ['TASN_CUDA_ARCHS'])
+        unknown = [a for a in archs if listed and a not in listed]
+        if unknown:
+            raise BuildError('TASN_CUDA_ARCHS names %s, which %s does not support (it lists %s)'
+                             % (unknown, nvcc, listed))
+    else:
+        archs = [a for a in listed if a >= 70] or [70]
     flags = []
     for a in archs:
         flags += ['-gencode', 'arch=compute_%d,code=sm_%d' % (a, a)]
     flags += ['-gencode', 'arch=compute_%d,code=compute_%d' % (archs[-1], archs[-1])]
     return flags
+
+
+def _cuda_library_dirs(nvcc):
+    """Where this nvcc's toolkit keeps its libraries: the -L directories nvcc itself would
+    pass to the linker (right even when nvcc is a wrapper script), then the usual places."""
+    dirs = []
+    out = subprocess.run([nvcc, '--dryrun', '-c', '-x', 'cu', os.devnull, '-o', os.devnull],
+                         capture_output=True, text=True)
+    for line in (out.stdout + out.stderr).splitlines():
+        if 'LIBRARIES=' in line:
+            for token in line.split('LIBRARIES=', 1)[1].replace('"', ' ').split():
+                if token.startswith('-L') and not token.rstrip('/').endswith('stubs'):
+                    dirs.append(os.path.normpath(token[2:]))
+    roots = [os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))]
+    roots += [os.environ[v] for v in ('CUDA_HOME', 'CUDA_PATH') if os.environ.get(v)]
+    roots.append('/usr/local/cuda')
+    for root in roots:
+        dirs += [os.path.join(root, sub) for sub in (
+            'lib64', 'lib', os.path.join('targets', 'x86_64-linux', 'lib'),
+            os.path.join('targets', 'sbsa-linux', 'lib'))]
+    return dirs
+
+
+def cuda_link_flags(nvcc):
+    """Links the CUDA runtime statically where the toolkit has libcudart_static.a (the library
+    then needs no libcudart.so at load time), else dynamically with an rpath."""
+    dirs = _cuda_library_dirs(nvcc)
+    for libdir in dirs:
+        if os.path.isfile(os.path.join(libdir, 'libcudart_static.a')):
+            return ['-L' + libdir, '-lcudart_static', '-ldl', '-lrt', '-lpthread']
+    for libdir in dirs:
+        if os.path.isfile(os.path.join(libdir, 'libcudart.so')):
+            print('warning: no libcudart_static.a for %s; linking libcudart.so from %s'
+                  % (nvcc, libdir), flush=True)
+            return ['-L' + libdir, '-lcudart', '-Wl,-rpath,' + libdir]
+    raise BuildError('nvcc is at %s but no CUDA runtime library (libcudart_static.a or '
+                     'libcudart.so) was found in %s; fix the CUDA installation or build '
+                     'without CUDA (TASN_CUDA=off).' % (nvcc, ', '.join(dict.fromkeys(dirs))))
 
 
 def cuda_mode():
@@ -102,6 +159,9 @@ class BuildOps(build_ext):
         nvcc = None if mode == 'off' else _find_tool('nvcc', 'NVCC')
         if mode == 'on' and nvcc is None:
             raise BuildError('TASN_CUDA=on but nvcc was not found (PATH, $NVCC, /usr/local/cuda).')
+        if nvcc is not None and not (os.path.isfile(nvcc) or shutil.which(nvcc)):
+            raise BuildError('NVCC=%s is not an executable; point NVCC at nvcc or unset it '
+                             '(TASN_CUDA=off builds without CUDA).' % nvcc)
         self._cxx, self._nvcc = cxx, nvcc
         self._objdir = os.path.join(self.build_temp, 'tasn_ops')
         os.makedirs(self._objdir, exist_ok=True)
@@ -114,12 +174,18 @@ class BuildOps(build_ext):
         src_path = src if os.path.isabs(src) else os.path.join(HERE, CSRC, src)
         obj = os.path.join(self._objdir, os.path.basename(src) + '.o')
         if src.endswith('.cu'):
-            cmd = [self._nvcc, '-O3', '-std=c++17', '-Xcompiler', '-fPIC', '-DTASN_WITH_CUDA'] \
+            # -fmad=false: no contraction into FMAs, so the GPU rounds as the CPU kernels do.
+            # --threads 0: one nvcc thread per CPU across the architectures.
+            cmd = [self._nvcc, '-O3', '-std=c++17', '-fmad=false', '--threads', '0',
+                   '-Xcompiler', '-fPIC', '-DTASN_WITH_CUDA'] \
                 + cuda_architectures(self._nvcc) + extra + ['-c', src_path, '-o', obj]
         else:
             cmd = [self._cxx, '-O3', '-std=c++17', '-fPIC', '-fopenmp', '-Wall'] + extra \
                 + ['-c', src_path, '-o', obj]
+        start = time.time()
         _run(cmd)
+        if src.endswith('.cu'):
+            print('nvcc took %.1f s' % (time.time() - start), flush=True)
         self._objects[src] = obj
         return obj
 
@@ -141,9 +207,7 @@ class BuildOps(build_ext):
         libs = []
         if with_cuda:
             objs += [self._compile(s, include) for s in CUDA_SOURCES]
-            cuda_root = os.path.dirname(os.path.dirname(os.path.realpath(self._nvcc)))
-            libs = ['-L' + os.path.join(cuda_root, 'lib64'), '-lcudart',
-                    '-Wl,-rpath,' + os.path.join(cuda_root, 'lib64')]
+            libs = cuda_link_flags(self._nvcc)
         _run([self._cxx, '-shared', '-fopenmp', '-Wl,--no-undefined', '-o', target] + objs + libs)
 
 

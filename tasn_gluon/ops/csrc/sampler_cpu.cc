@@ -155,14 +155,14 @@ void backward_plane(const T* __restrict__ gout, const Geometry& g, const Taps<T>
                     int64_t lo, int64_t hi, T* __restrict__ row, T* __restrict__ gin) {
   const int64_t *y0 = t.y0 + n * g.out_h, *y1 = t.y1 + n * g.out_h;
   const T *wy0 = t.wy0 + n * g.out_h, *wy1 = t.wy1 + n * g.out_h;
-  const int64_t *x0 = t.x0 + n * g.out_w, *x1 = t.x1 + n * g.out_w;
+  const int64_t* x0 = t.x0 + n * g.out_w;  // taps are adjacent: x1 = x0 + 1
   const T *wx0 = t.wx0 + n * g.out_w, *wx1 = t.wx1 + n * g.out_w;
   memset(gin, 0, sizeof(T) * g.h * g.w);
   for (int64_t i = 0; i < g.out_h; ++i) {
     std::fill(row + lo, row + hi, T(0));
     const T* go = gout + i * g.out_w;
     for (int64_t j = 0; j < g.out_w; ++j) {
-      T* pair = row + x0[j];  // taps are adjacent: x1 = x0 + 1
+      T* pair = row + x0[j];
       pair[0] += wx0[j] * go[j];
       pair[1] += wx1[j] * go[j];
     }

@@ -1,0 +1,366 @@
+"""The CUDA path without a GPU: setup.py compiles and links the CUDA kernels (one architecture,
+to stay quick), the result loads and runs its CPU operators in this (CPU-only) MXNet, its CUDA
+entry points fail cleanly without a GPU, and the kernels' bodies, run on the CPU by
+tests/cuda_emulator.cc, equal the CPU kernels bit for bit. On a GPU machine,
+tools/check_cuda_sampler.py is the check of the kernels themselves."""
+import ctypes
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import sampler_reference as ref
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CSRC = os.path.join(ROOT, 'tasn_gluon', 'ops', 'csrc')
+CHECKER = os.path.join(ROOT, 'tools', 'check_cuda_sampler.py')
+INSTALLED = os.path.join(ROOT, 'tasn_gluon', 'ops', 'libtasn_sampler.so')
+
+
+def load_checker():
+    spec = importlib.util.spec_from_file_location('check_cuda_sampler', CHECKER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+chk = load_checker()
+
+
+def find_nvcc():
+    """As setup.py looks for it."""
+    path = os.environ.get('NVCC') or shutil.which('nvcc')
+    if path is None and os.path.isfile('/usr/local/cuda/bin/nvcc'):
+        path = '/usr/local/cuda/bin/nvcc'
+    return path
+
+
+NVCC = find_nvcc()
+needs_nvcc = pytest.mark.skipif(NVCC is None, reason='nvcc not found (PATH, $NVCC, '
+                                '/usr/local/cuda/bin): the CUDA sources cannot be compiled here')
+
+
+def lowest_arch(nvcc):
+    out = subprocess.run([nvcc, '--list-gpu-arch'], capture_output=True, text=True).stdout
+    archs = sorted(int(a.split('_')[1]) for a in out.split()
+                   if a.startswith('compute_') and a.split('_')[1].isdigit())
+    return str(next((a for a in archs if a >= 70), archs[0] if archs else 75))
+
+
+@pytest.fixture(scope='module')
+def cuda_build(tmp_path_factory):
+    """Both libraries, built by setup.py with CUDA for one architecture."""
+    out = tmp_path_factory.mktemp('cuda_build')
+    env = dict(os.environ, TASN_CUDA='on', TASN_CUDA_ARCHS=lowest_arch(NVCC), NVCC=NVCC)
+    result = subprocess.run(
+        [sys.executable, 'setup.py', 'build_ext', '--build-lib', str(out / 'lib'),
+         '--build-temp', str(out / 'temp')], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert '-fmad=false' in result.stdout, result.stdout
+    if 'no libcudart_static.a' not in result.stdout:  # toolkits without it link libcudart.so
+        assert '-lcudart_static' in result.stdout, result.stdout
+    lib_dir = out / 'lib' / 'tasn_gluon' / 'ops'
+    return dict(ops=str(lib_dir / 'libtasn_ops.so'), sampler=str(lib_dir / 'libtasn_sampler.so'),
+                log=result.stdout)
+
+
+@needs_nvcc
+def test_setup_builds_cuda_libraries_with_static_runtime(cuda_build):
+    lib = chk.SamplerLibrary(cuda_build['sampler'])
+    assert lib.has_cuda
+    readelf = shutil.which('readelf')
+    if readelf and '-lcudart_static' in cuda_build['log']:
+        for path in (cuda_build['ops'], cuda_build['sampler']):
+            needed = subprocess.run([readelf, '-d', path], capture_output=True, text=True).stdout
+            assert 'libcudart' not in needed, needed  # loads where no CUDA runtime is installed
+
+
+def gpu_available():
+    try:
+        return chk.CudaRuntime().device_count() > 0
+    except chk.CannotRun:
+        return False
+
+
+@needs_nvcc
+def test_cuda_entry_points_fail_cleanly_or_match_without_mxnet(cuda_build):
+    """Without a GPU the CUDA functions return -1 with the CUDA error; with one they run and
+    must equal the CPU kernels."""
+    lib = chk.SamplerLibrary(cuda_build['sampler'])
+    attrs = (0.5, 4.0, 5, 0)
+    # Bad arguments are reported before any CUDA call.
+    assert lib.lib.tasn_sampler_cuda_forward_f32(
+        None, None, None, 2, 3, 12, 10, 1, 10, *attrs, None, None, None) == -1
+    assert 'profile lengths must be >= 2' in lib.error()
+    assert lib.scratch_bytes(2, 3, 12, 10, 12, 10, attrs, 4) > 0
+    if not gpu_available():
+        # The library allocates its scratch first, which fails without a GPU.
+        assert lib.lib.tasn_sampler_cuda_forward_f32(
+            None, None, None, 2, 3, 12, 10, 12, 10, *attrs, None, None, None) == -1
+        assert 'CUDA error' in lib.error(), lib.error()
+        return
+    rng = np.random.RandomState(0)
+    data, att_y, att_x = chk.random_inputs(rng, 2, 3, 12, 10, 12, 10, np.float32)
+    grad_out = rng.uniform(-1, 1, (2, 3, 6, 5)).astype(np.float32)
+    got = chk.gpu_run(lib, chk.CudaRuntime(), data, att_y, att_x, attrs, grad_out)
+    want = chk.cpu_run(lib, data, att_y, att_x, attrs, grad_out)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=1e-5)
+
+
+@needs_nvcc
+def test_cuda_build_loads_into_cpu_only_mxnet(cuda_build, tmp_path):
+    """The library registers gpu kernels; the CPU-only MXNet wheel still loads it and runs the
+    CPU operator (what CI does)."""
+    rng = np.random.RandomState(1)
+    data, att_y, att_x = chk.random_inputs(rng, 2, 3, 14, 11, 7, 9, np.float32)
+    np.savez(tmp_path / 'case.npz', data=data, att_y=att_y, att_x=att_x)
+    script = textwrap.dedent('''
+        import sys, numpy as np, mxnet as mx
+        mx.library.load(sys.argv[1], verbose=False)
+        z = np.load(sys.argv[2])
+        out = mx.nd.AttSampler(mx.nd.array(z['data']), mx.nd.array(z['att_y']),
+                               mx.nd.array(z['att_x']), scale=0.75, legacy=True)
+        np.save(sys.argv[3], out.asnumpy())
+        print('gpu support in this MXNet:', mx.context.num_gpus() > 0
+              if hasattr(mx.context, 'num_gpus') else 'unknown')
+    ''')
+    result = subprocess.run([sys.executable, '-c', script, cuda_build['ops'],
+                             str(tmp_path / 'case.npz'), str(tmp_path / 'out.npy')],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = ref.sample(data, att_y, att_x, scale=0.75, legacy=True)
+    np.testing.assert_allclose(np.load(tmp_path / 'out.npy'), expected, atol=1e-5)
+
+
+def test_setup_rejects_a_missing_nvcc(tmp_path):
+    env = dict(os.environ, TASN_CUDA='on', NVCC=str(tmp_path / 'no-such-nvcc'))
+    result = subprocess.run([sys.executable, 'setup.py', 'build_ext', '--build-lib',
+                             str(tmp_path / 'lib'), '--build-temp', str(tmp_path / 'temp')],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert 'is not an executable' in result.stderr, result.stderr[-2000:]
+
+
+# ---- the kernels' bodies on the CPU ----------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def emulator(tmp_path_factory):
+    cxx = os.environ.get('CXX') or shutil.which('g++')
+    if cxx is None:
+        pytest.skip('no g++ to build tests/cuda_emulator.cc')
+    target = str(tmp_path_factory.mktemp('emulator') / 'libemu.so')
+    subprocess.check_call([cxx, '-O2', '-std=c++17', '-ffp-contract=off', '-fPIC', '-shared',
+                           '-pthread', '-fopenmp',
+                           '-I' + CSRC, os.path.join(ROOT, 'tests', 'cuda_emulator.cc'),
+                           os.path.join(CSRC, 'sampler_cpu.cc'), '-o', target])
+    lib = ctypes.CDLL(target)
+    i64, d, i, vp = ctypes.c_int64, ctypes.c_double, ctypes.c_int, ctypes.c_void_p
+    for sfx in ('f32', 'f64'):
+        getattr(lib, 'emu_grid_' + sfx).argtypes = [vp, vp] + [i64] * 5 + [d, d, i, i, vp, vp, i]
+        for name in ('forward_', 'backward_'):
+            getattr(lib, 'emu_' + name + sfx).argtypes = \
+                [vp, vp, vp] + [i64] * 6 + [d, d, i, i, vp, i]
+    lib.emu_last_error.restype = ctypes.c_char_p
+    return lib
+
+
+@pytest.fixture(scope='module')
+def cpu_library():
+    if not os.path.isfile(INSTALLED):
+        pytest.fail('%s is missing: run `make setup`' % INSTALLED)
+    return chk.SamplerLibrary(INSTALLED)
+
+
+def emulate(emu, data, att_y, att_x, attrs, grad_out, threads):
+    n, c, h, w = data.shape
+    ly, lx = att_y.shape[1], att_x.shape[1]
+    oh, ow = int(h * attrs[0]), int(w * attrs[0])
+    sfx = chk.suffix(data.dtype)
+    ys, xs = np.full((n, oh), np.nan), np.full((n, ow), np.nan)
+    out = np.full((n, c, oh, ow), np.nan, data.dtype)
+    grad = np.full(data.shape, np.nan, data.dtype)
+    shape = (n, c, h, w, ly, lx) + tuple(attrs)
+    assert getattr(emu, 'emu_grid_' + sfx)(att_y.ctypes.data, att_x.ctypes.data, n, h, w, ly,
+                                           lx, *attrs, ys.ctypes.data, xs.ctypes.data,
+                                           threads) == 0, emu.emu_last_error()
+    assert getattr(emu, 'emu_forward_' + sfx)(data.ctypes.data, att_y.ctypes.data,
+                                              att_x.ctypes.data, *shape, out.ctypes.data,
+                                              threads) == 0, emu.emu_last_error()
+    assert getattr(emu, 'emu_backward_' + sfx)(grad_out.ctypes.data, att_y.ctypes.data,
+                                               att_x.ctypes.data, *shape, grad.ctypes.data,
+                                               threads) == 0, emu.emu_last_error()
+    return ys, xs, out, grad
+
+
+# The checker's cases, less the two large ones (they only differ on the GPU: global memory).
+EMULATED = [c for c in chk.CASES if c[0][2] * c[0][3] < 100000]
+
+
+@pytest.mark.parametrize('threads', [256, 37])  # the kernels' block size, and an odd one
+@pytest.mark.parametrize('legacy', [False, True])
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_cuda_kernel_bodies_equal_cpu_kernels_bit_for_bit(emulator, cpu_library, dtype, legacy,
+                                                           threads):
+    rng = np.random.RandomState(threads + legacy)
+    for (n, c, h, w, ly, lx, scale, dense, iters), what in EMULATED:
+        attrs = (scale, dense, iters, int(legacy))
+        data, att_y, att_x = chk.random_inputs(rng, n, c, h, w, ly, lx, dtype)
+        grad_out = rng.uniform(-1, 1, (n, c, int(h * scale), int(w * scale))).astype(dtype)
+        got = emulate(emulator, data, att_y, att_x, attrs, grad_out, threads)
+        want = chk.cpu_run(cpu_library, data, att_y, att_x, attrs, grad_out)
+        for name, g, w_ in zip(('ys', 'xs', 'forward', 'backward'), got, want):
+            assert np.array_equal(g, w_), '%s differs for %s: max %.3g' % (
+                name, what, chk.max_abs(g, w_))
+
+
+def test_cuda_kernel_bodies_propagate_bad_profiles_like_cpu(emulator, cpu_library):
+    """Non-finite and negative profile entries, all-zero profiles: sanitised identically."""
+    rng = np.random.RandomState(5)
+    data, att_y, att_x = chk.random_inputs(rng, 3, 2, 9, 12, 9, 12, np.float32)
+    att_y[0, 2], att_y[0, 4], att_x[0, 1] = np.nan, -3.0, np.inf
+    att_y[1], att_x[2] = 0.0, np.nan
+    grad_out = rng.uniform(-1, 1, (3, 2, 4, 6)).astype(np.float32)
+    attrs = (0.5, 4.0, 5, 0)
+    got = emulate(emulator, data, att_y, att_x, attrs, grad_out, 256)
+    want = chk.cpu_run(cpu_library, data, att_y, att_x, attrs, grad_out)
+    for g, w in zip(got, want):
+        assert np.array_equal(g, w)
+
+
+# ---- the check tool ------------------------------------------------------------------------
+
+class HostMemoryCuda(chk.CudaRuntime):
+    """'Device' memory in host memory, a pretend GPU: with EmulatedLibrary it runs the check
+    tool's whole flow (correctness, bandwidth, report) without a GPU."""
+
+    backend = 'host emulation'
+
+    def __init__(self):
+        self._buffers = {}
+
+    def device_count(self):
+        return 1
+
+    def attribute(self, attr):
+        return {self.ATTR_MEMORY_CLOCK_KHZ: 1000000, self.ATTR_BUS_WIDTH_BITS: 1024,
+                self.ATTR_CC_MAJOR: 9, self.ATTR_CC_MINOR: 0}[attr]
+
+    def device_name(self):
+        return 'host emulation'
+
+    def malloc(self, nbytes):
+        buf = np.zeros(max(int(nbytes), 1), np.uint8)
+        self._buffers[buf.ctypes.data] = buf
+        return buf.ctypes.data
+
+    def free(self, ptr):
+        del self._buffers[ptr]
+
+    def copy(self, dst, src, nbytes, kind):
+        ctypes.memmove(dst, src, nbytes)
+
+    def memset(self, ptr, value, nbytes):
+        ctypes.memset(ptr, value, nbytes)
+
+    def synchronize(self):
+        pass
+
+    def time_ms(self, fn, repeats):
+        fn()
+        return 1.0
+
+
+class EmulatedLibrary:
+    """The C ABI with its tasn_sampler_cuda_* functions served by the emulator."""
+
+    def __init__(self, cpu, emu):
+        self.cpu, self.emu, self.lib = cpu, emu, cpu.lib
+        self.path, self.has_cuda = 'emulator', True
+
+    def error(self):
+        return self.cpu.error()
+
+    def scratch_bytes(self, *args):
+        return 1
+
+    def call(self, name, *args):
+        prefix = 'tasn_sampler_cuda_'
+        if not name.startswith(prefix):
+            return self.cpu.call(name, *args)
+        if name == prefix + 'synchronize':
+            return
+        # The same arguments, less scratch and stream, plus the block size.
+        fn = getattr(self.emu, 'emu_' + name[len(prefix):])
+        assert fn(*(args[:-2] + (256,))) == 0, self.emu.emu_last_error()
+
+
+def test_check_tool_runs_end_to_end_on_the_emulator(emulator, cpu_library, tmp_path):
+    lines = []
+    args = chk.parse_args(['--batch', '2', '--repeats', '1', '--copy-mib', '1',
+                           '--json', str(tmp_path / 'check.json')])
+    code = chk.run_checks(EmulatedLibrary(cpu_library, emulator), HostMemoryCuda(), args,
+                          lines.append)
+    assert code == 0, '\n'.join(lines)
+    with open(tmp_path / 'check.json') as f:
+        results = json.load(f)
+    assert results['all_match']
+    assert len(results['correctness']) == 4 * len(chk.CASES)
+    assert all(row['bit_identical'] for row in results['correctness'])
+    runs = results['benchmark']['runs']
+    assert [(r['profiles'], r['legacy']) for r in runs] == [
+        ('attention', False), ('attention', True), ('uniform', False), ('uniform', True)]
+    for r in runs:
+        # Attention profiles skip rows and columns; uniform 512 -> 224 reads 448 of 512 rows.
+        assert 0 < r['bytes_actual'] < r['bytes_nominal'] + 2 * 16 * 2 * 448
+    assert results['benchmark']['peak_gbs'] == pytest.approx(256.0)
+    assert any('target (forward >= 70% of peak bandwidth)' in line for line in lines)
+
+
+def test_check_tool_says_clearly_when_there_is_no_gpu():
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES='')  # hides any GPU this machine has
+    result = subprocess.run([sys.executable, CHECKER], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == chk.EXIT_CANNOT_RUN, result.stdout + result.stderr
+    assert 'check_cuda_sampler: cannot run:' in result.stderr
+    assert ('no usable NVIDIA GPU' in result.stderr or 'no CUDA runtime' in result.stderr), \
+        result.stderr
+
+
+def test_bytes_moved_counts_touched_sectors_once():
+    # Uniform 8 -> 4 on one 1-channel float32 image: the taps (0, 1), (2, 3), (4, 5), (6, 7)
+    # touch all 8 rows, each one 32-byte sector wide; plus the tap tables (written and read,
+    # 16 bytes per output row and column) and the 4x4 output.
+    ys, xs = ref.grid(np.ones((1, 8)), np.ones((1, 8)), 8, 8, 0.5)
+    actual, nominal = chk.bytes_moved(ys, xs, 1, 1, 8, 8, 4, 4, 4, False)
+    assert actual == 8 * 32 + 2 * 16 * (4 + 4) + 4 * 16
+    assert nominal == 4 * (64 + 16)
+    # Two columns out of 64 (a 256-byte row): one sector per row, not eight.
+    ys, xs = np.array([[0.0]]), np.array([[10.5]])
+    actual, _ = chk.bytes_moved(ys, xs, 1, 1, 2, 64, 1, 1, 4, False)
+    assert actual == 2 * 32 + 2 * 16 * 2 + 4
+
+
+@needs_nvcc
+def test_check_tool_builds_a_library_for_one_gpu(tmp_path):
+    """--build compiles for the GPU at hand; here a pretend one of the oldest architecture
+    this nvcc supports."""
+    arch = int(lowest_arch(NVCC))
+
+    class FakeGpu:
+        @staticmethod
+        def attribute(attr):
+            return {chk.CudaRuntime.ATTR_CC_MAJOR: arch // 10,
+                    chk.CudaRuntime.ATTR_CC_MINOR: arch % 10}[attr]
+    lines = []
+    path = chk.build_library(FakeGpu(), str(tmp_path), lines.append)
+    assert any('code=sm_%d' % arch in line for line in lines), lines
+    lib = chk.SamplerLibrary(path)
+    assert lib.has_cuda
