@@ -208,7 +208,11 @@ class BuildOps(build_ext):
         if with_cuda:
             objs += [self._compile(s, include) for s in CUDA_SOURCES]
             libs = cuda_link_flags(self._nvcc)
-        _run([self._cxx, '-shared', '-fopenmp', '-Wl,--no-undefined', '-o', target] + objs + libs)
+        # -Bsymbolic: our copy of lib_api.cc must bind to itself; libmxnet.so exports the same
+        # mxnet::ext symbols, and once it is loaded RTLD_GLOBAL (Horovod does that) they would
+        # otherwise replace ours and crash the library's start-up.
+        _run([self._cxx, '-shared', '-fopenmp', '-Wl,--no-undefined', '-Wl,-Bsymbolic', '-o',
+              target] + objs + libs)
 
 
 setup(

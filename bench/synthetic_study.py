@@ -1,0 +1,158 @@
+#!/usr/bin/env python
+"""TASN's parts on the built-in synthetic set: TASN vs the baseline vs TASN with a uniform
+sampler (the sampler's contribution) vs TASN without distillation, with the same backbone,
+sizes, data and budget, over a few seeds.
+
+    python bench/synthetic_study.py --out runs/synthetic_study --seeds 0,1,2 [--gpus 0]
+
+Writes OUT/synthetic_study.md (the table), OUT/synthetic_study.png (the plot) and
+OUT/synthetic_study.json (every number), and prints the table. Finished runs are reused, so an
+interrupted study continues where it stopped. Target (issue 5): TASN ahead of the baseline by
+10 points or more at equal input resolution (both see the same input; the baseline's backbone
+sees it resized to --sample-size, TASN's the attention-sampled images of that size).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+VARIANTS = {
+    'tasn': dict(method='tasn'),
+    'baseline': dict(method='baseline'),
+    'tasn-uniform': dict(method='tasn', uniform_sampler=True),
+    'tasn-no-kd': dict(method='tasn', kd_weight=0.0),
+}
+DESCRIPTION = {
+    'tasn': 'TASN (attention sampling + distillation)',
+    'baseline': 'baseline: backbone on the input resized to the sample size',
+    'tasn-uniform': 'TASN with uniform profiles (sampler replaced by a plain resize)',
+    'tasn-no-kd': 'TASN without the distillation term',
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    a = p.add_argument
+    a('--out', default='runs/synthetic_study')
+    a('--seeds', default='0,1,2', help='comma-separated seeds')
+    a('--variants', default=','.join(VARIANTS), help='subset of %s' % ','.join(VARIANTS))
+    a('--data-dir', default=None, help='default: the built-in synthetic set (cached)')
+    a('--gpus', default='')
+    a('--net', default=None)
+    a('--epochs', type=int, default=None)
+    a('--batch-size', type=int, default=None)
+    a('--lr', type=float, default=None)
+    a('--lr-steps', default=None)
+    a('--input-size', type=int, default=None)
+    a('--att-size', type=int, default=None)
+    a('--sample-size', type=int, default=None)
+    a('--no-progress', action='store_true')
+    return p.parse_args(argv)
+
+
+def _plot(path, summary, histories):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    names = list(summary)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    means = [100 * summary[n]['mean'] for n in names]
+    stds = [100 * summary[n]['std'] for n in names]
+    axes[0].bar(range(len(names)), means, yerr=stds, capsize=4)
+    axes[0].set_xticks(range(len(names)))
+    axes[0].set_xticklabels(names, rotation=15)
+    axes[0].set_ylabel('val top-1 (%)')
+    axes[0].set_title('final accuracy, mean and std over seeds')
+    for n in names:
+        for i, h in enumerate(histories[n]):
+            axes[1].plot([r['epoch'] for r in h], [100 * r['val_top1'] for r in h],
+                         color='C%d' % names.index(n), alpha=0.8,
+                         label=n if i == 0 else None)
+    axes[1].set_xlabel('epoch')
+    axes[1].set_ylabel('val top-1 (%)')
+    axes[1].set_title('validation accuracy per seed')
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import mxnet as mx
+    from tasn_gluon.engine import find_checkpoint, get_contexts, run
+    from tasn_gluon.engine.checkpoint import atomic_write_text
+    from tasn_gluon.engine.evaluation import evaluate_checkpoint
+    from tasn_gluon.engine.recipes import resolve_config
+    from tasn_gluon.engine.training import prepare_data_dir
+
+    seeds = [int(s) for s in args.seeds.split(',') if s.strip()]
+    variants = [v.strip() for v in args.variants.split(',') if v.strip()]
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad:
+        print('error: unknown variant(s) %s; choose from %s' % (bad, list(VARIANTS)),
+              file=sys.stderr)
+        return 2
+    common = dict(dataset='synthetic', data_dir=args.data_dir, gpus=args.gpus, net=args.net,
+                  epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                  lr_steps=args.lr_steps, input_size=args.input_size, att_size=args.att_size,
+                  sample_size=args.sample_size, progress=not args.no_progress)
+    data_dir = prepare_data_dir(resolve_config(common))
+    common['data_dir'] = data_dir
+    ctx = get_contexts(args.gpus)
+    os.makedirs(args.out, exist_ok=True)
+    results, histories, seconds = {}, {}, {}
+    t0 = time.time()
+    for v in variants:
+        results[v], histories[v], seconds[v] = [], [], []
+        for seed in seeds:
+            out = os.path.join(args.out, '%s-seed%d' % (v, seed))
+            cfg = dict(common, seed=seed, out=out, **VARIANTS[v])
+            want = resolve_config(cfg)['epochs']
+            rec = find_checkpoint(out)
+            tic = time.time()
+            if rec is None:
+                run(cfg)
+            elif rec['epoch'] < want:
+                run(dict(resume=out, epochs=want, progress=cfg['progress']))
+            seconds[v].append(time.time() - tic)
+            res = evaluate_checkpoint(out, data_dir, ctx)
+            results[v].append(res['top1'])
+            histories[v].append(find_checkpoint(out)['history'])
+            print('%s seed %d: top-1 %.2f%% (%.0fs)' % (v, seed, 100 * res['top1'],
+                                                        seconds[v][-1]), flush=True)
+    summary = {v: dict(mean=float(np.mean(r)), std=float(np.std(r)), per_seed=r,
+                       train_seconds=seconds[v]) for v, r in results.items()}
+    cfg0 = resolve_config(dict(common))
+    lines = ['Synthetic study: %s, input %d, attention %d, samples %d, %d epochs, batch %d, '
+             'lr %g, seeds %s; %s; %.0f s in all.' % (
+                 cfg0['net'], cfg0['input_size'], cfg0['att_size'], cfg0['sample_size'],
+                 cfg0['epochs'], cfg0['batch_size'], cfg0['lr'], ','.join(map(str, seeds)),
+                 'CPU' if not args.gpus else 'GPU ' + args.gpus, time.time() - t0), '',
+             '| variant | what | val top-1 (%) mean ± std | per seed |', '|---|---|---|---|']
+    for v in variants:
+        s = summary[v]
+        lines.append('| %s | %s | %.2f ± %.2f | %s |' % (
+            v, DESCRIPTION[v], 100 * s['mean'], 100 * s['std'],
+            ', '.join('%.2f' % (100 * x) for x in s['per_seed'])))
+    if 'tasn' in summary and 'baseline' in summary:
+        gap = 100 * (summary['tasn']['mean'] - summary['baseline']['mean'])
+        lines += ['', 'TASN - baseline: %+.2f points (target: +10 or more): %s'
+                  % (gap, 'met' if gap >= 10 else 'NOT met')]
+    table = '\n'.join(lines)
+    atomic_write_text(os.path.join(args.out, 'synthetic_study.md'), table + '\n')
+    atomic_write_text(os.path.join(args.out, 'synthetic_study.json'),
+                      json.dumps(dict(config=cfg0, summary=summary), indent=1,
+                                 default=str) + '\n')
+    _plot(os.path.join(args.out, 'synthetic_study.png'), summary, histories)
+    print(table)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""Checkpoints: parameters, trainer states and a JSON record written together and atomically.
+
+A run directory holds, per saved epoch E (1-based count of completed epochs)::
+
+    epoch-00E.params   the network's parameters (``save_parameters``)
+    epoch-00E.states   the trainer's states (``Trainer.save_states``: optimizer, momentum)
+    epoch-00E.json     epoch, RNG record, metrics history, config, size and SHA-256 of both files
+
+and ``checkpoint.json``, which names the last complete checkpoint. Every file is first written
+under a temporary name in the same folder, flushed to disk and then renamed over its final name
+(``os.replace``), and ``checkpoint.json`` is replaced last, so a run killed at any moment leaves
+the previous checkpoint intact and readable.
+"""
+import glob
+import hashlib
+import json
+import os
+import random
+import re
+import time
+
+import numpy as np
+
+__all__ = ['save_checkpoint', 'load_checkpoint', 'find_checkpoint', 'atomic_write',
+           'atomic_write_text', 'file_sha256', 'CheckpointError', 'CHECKPOINT_POINTER']
+
+CHECKPOINT_POINTER = 'checkpoint.json'
+_EPOCH_RE = re.compile(r'^epoch-(\d+)\.json$')
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint where one was expected, or one that fails its checksum."""
+
+
+def _fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path, writer):
+    """Calls ``writer(tmp_path)`` and renames the result over ``path`` once it is on disk."""
+    path = os.path.abspath(path)
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, '.%s.tmp-%d' % (os.path.basename(path), os.getpid()))
+    try:
+        writer(tmp)
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    _fsync_dir(folder)
+    return path
+
+
+def atomic_write_text(path, text):
+    def _write(tmp):
+        with open(tmp, 'w') as f:
+            f.write(text)
+    return atomic_write(path, _write)
+
+
+def file_sha256(path, chunk=1 << 22):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def _np_state_to_json(state):
+    name, keys, pos, has_gauss, cached = state
+    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+
+
+def _np_state_from_json(s):
+    return (s[0], np.array(s[1], dtype=np.uint32), s[2], s[3], s[4])
+
+
+def rng_record(seed, epoch):
+    """What resuming needs to repeat the random streams. MXNet cannot read back its generator
+    state, so the trainer reseeds every generator (MXNet per device, NumPy, Python) at the start
+    of every epoch from (seed, epoch), and the data order of an epoch is a function of
+    (seed, epoch) too; the NumPy and Python states at save time are recorded as well."""
+    pstate = random.getstate()
+    return dict(scheme='reseed-per-epoch', seed=int(seed), next_epoch=int(epoch),
+                numpy=_np_state_to_json(np.random.get_state()),
+                python=[pstate[0], list(pstate[1]), pstate[2]])
+
+
+def restore_rng(record):
+    """Restores the NumPy and Python generator states saved by ``rng_record``."""
+    if not record:
+        return
+    if record.get('numpy'):
+        np.random.set_state(_np_state_from_json(record['numpy']))
+    if record.get('python'):
+        v, st, g = record['python']
+        random.setstate((v, tuple(st), g))
+
+
+def _name(epoch, ext):
+    return 'epoch-%04d.%s' % (epoch, ext)
+
+
+def save_checkpoint(run_dir, epoch, net, trainer=None, history=None, config=None, rng=None,
+                    keep=0, extra=None):
+    """Saves the state after ``epoch`` completed epochs; returns the record's path.
+
+    ``keep`` > 0 deletes older epoch checkpoints beyond the newest ``keep`` (after the new one
+    is complete).
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    params = os.path.join(run_dir, _name(epoch, 'params'))
+    states = os.path.join(run_dir, _name(epoch, 'states'))
+    atomic_write(params, net.save_parameters)
+    files = {'params': os.path.basename(params)}
+    if trainer is not None:
+        atomic_write(states, trainer.save_states)
+        files['states'] = os.path.basename(states)
+    record = dict(epoch=int(epoch), time=time.strftime('%Y-%m-%dT%H:%M:%S%z'), files=files,
+                  sha256={k: file_sha256(os.path.join(run_dir, v)) for k, v in files.items()},
+                  rng=rng or {}, history=history or [], config=config or {})
+    if extra:
+        record.update(extra)
+    meta = os.path.join(run_dir, _name(epoch, 'json'))
+    text = json.dumps(record, indent=1, default=str)
+    atomic_write_text(meta, text)
+    atomic_write_text(os.path.join(run_dir, CHECKPOINT_POINTER),
+                      json.dumps(dict(epoch=int(epoch), record=os.path.basename(meta)), indent=1))
+    if keep and keep > 0:
+        _prune(run_dir, keep)
+    return meta
+
+
+def _prune(run_dir, keep):
+    epochs = sorted(_list_epochs(run_dir))
+    for e in epochs[:-keep]:
+        for ext in ('json', 'params', 'states'):  # the record first: no record, no checkpoint
+            p = os.path.join(run_dir, _name(e, ext))
+            if os.path.exists(p):
+                os.remove(p)
+
+
+def _list_epochs(run_dir):
+    out = []
+    for p in glob.glob(os.path.join(run_dir, 'epoch-*.json')):
+        m = _EPOCH_RE.match(os.path.basename(p))
+        if m:
+            out.append(int(m.group(1)))
+    return out
+
+
+def _read_record(run_dir, meta_name, verify=True):
+    path = os.path.join(run_dir, meta_name)
+    with open(path) as f:
+        record = json.load(f)
+    for key, fname in record['files'].items():
+        p = os.path.join(run_dir, fname)
+        if not os.path.isfile(p):
+            raise CheckpointError('checkpoint %s names %s, which is missing' % (path, p))
+        if verify and record.get('sha256', {}).get(key) and \
+                file_sha256(p) != record['sha256'][key]:
+            raise CheckpointError('checkpoint file %s does not match the SHA-256 recorded in %s '
+                                  '(corrupt or overwritten)' % (p, path))
+    record['run_dir'] = os.path.abspath(run_dir)
+    record['params_path'] = os.path.join(record['run_dir'], record['files']['params'])
+    record['states_path'] = (os.path.join(record['run_dir'], record['files']['states'])
+                             if 'states' in record['files'] else None)
+    record['record_path'] = os.path.abspath(path)
+    return record
+
+
+def find_checkpoint(run_dir, verify=True):
+    """The newest complete checkpoint of ``run_dir`` as its record (a dict with ``epoch``,
+    ``params_path``, ``states_path``, ``history``, ``config``, ``rng``), or None when the folder
+    holds none. A damaged newest checkpoint falls back to the one before, with a warning."""
+    import logging
+    if not os.path.isdir(run_dir):
+        return None
+    candidates = []
+    pointer = os.path.join(run_dir, CHECKPOINT_POINTER)
+    if os.path.isfile(pointer):
+        try:
+            with open(pointer) as f:
+                candidates.append(json.load(f)['record'])
+        except (ValueError, KeyError, OSError):
+            logging.warning('%s is unreadable; looking for epoch records instead', pointer)
+    candidates += [_name(e, 'json') for e in sorted(_list_epochs(run_dir), reverse=True)]
+    seen = set()
+    for name in candidates:
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            return _read_record(run_dir, name, verify=verify)
+        except (CheckpointError, ValueError, KeyError, OSError) as e:
+            logging.warning('skipping checkpoint %s: %s', os.path.join(run_dir, name), e)
+    return None
+
+
+def load_checkpoint(run_dir, verify=True):
+    """Like ``find_checkpoint`` but an error when there is none."""
+    record = find_checkpoint(run_dir, verify=verify)
+    if record is None:
+        raise CheckpointError('no complete checkpoint in %s (looked for %s and epoch-NNNN.json '
+                              'with their .params/.states)' % (os.path.abspath(run_dir),
+                                                               CHECKPOINT_POINTER))
+    return record

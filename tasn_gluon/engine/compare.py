@@ -1,0 +1,143 @@
+"""Our eval JSONs beside the published numbers (``data/published_results.csv``), as Markdown.
+
+Published rows keep their source; a row without a value is an empty slot and stays empty. The
+difference is ours minus published, in points, where both exist.
+"""
+import csv
+import io
+import json
+import os
+
+__all__ = ['DATASET_NAMES', 'default_published_path', 'read_published', 'read_eval_json',
+           'variant_of', 'compare_table']
+
+DATASET_NAMES = {'cub': 'CUB-200-2011', 'cars': 'Stanford Cars', 'inat': 'iNaturalist 2017',
+                 'synthetic': 'synthetic (built-in)'}
+
+
+def default_published_path():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return os.path.join(root, 'data', 'published_results.csv')
+
+
+def read_published(path=None):
+    """Rows of the published table; ``top1`` is a float or None (empty slot)."""
+    path = path or default_published_path()
+    if not os.path.isfile(path):
+        raise FileNotFoundError('published results file %s not found' % path)
+    with open(path) as f:
+        lines = [l for l in f if l.strip() and not l.lstrip().startswith('#')]
+    rows = []
+    for i, r in enumerate(csv.DictReader(io.StringIO(''.join(lines)))):
+        missing = [k for k in ('dataset', 'setting', 'method', 'top1', 'source') if k not in r]
+        if missing:
+            raise ValueError('%s lacks the column(s) %s' % (path, ', '.join(missing)))
+        top1 = (r.get('top1') or '').strip()
+        r['top1_text'] = top1
+        try:
+            r['top1'] = float(top1) if top1 else None
+        except ValueError:
+            raise ValueError('%s, row %d: top1 %r is not a number' % (path, i + 2, top1))
+        if r['top1'] is not None and not r['source'].strip():
+            raise ValueError('%s, row %d: a value without a source' % (path, i + 2))
+        r['sample_size'] = int(r['sample_size']) if (r.get('sample_size') or '').strip() else None
+        r['net'] = (r.get('net') or '').strip() or None
+        rows.append(r)
+    return rows
+
+
+def variant_of(result):
+    """The method as the published table names it: tasn, baseline, tasn-no-kd, tasn-uniform."""
+    method = result.get('method') or 'tasn'
+    if method == 'tasn':
+        if result.get('uniform_sampler'):
+            return 'tasn-uniform'
+        if result.get('kd_weight') is not None and float(result['kd_weight']) == 0.0:
+            return 'tasn-no-kd'
+    return method
+
+
+def read_eval_json(path):
+    with open(path) as f:
+        try:
+            r = json.load(f)
+        except ValueError as e:
+            raise ValueError('%s is not an eval JSON: %s' % (path, e))
+    if r.get('top1') is None and r.get('master_aux') is None:
+        raise ValueError('%s has neither top1 nor master_aux: not an eval JSON of tools/eval.py'
+                         % path)
+    r.setdefault('label', os.path.splitext(os.path.basename(path))[0])
+    return r
+
+
+def _ours_top1(r):
+    v = r.get('top1') if r.get('top1') is not None else r.get('master_aux')
+    return None if v is None else 100.0 * float(v)
+
+
+def _matches(pub, ours):
+    if pub['dataset'] != ours.get('dataset'):
+        return False
+    if pub['method'] != variant_of(ours):
+        return False
+    if pub['net'] and ours.get('net') and pub['net'] != ours['net']:
+        return False
+    if pub['sample_size'] and ours.get('sample_size') and \
+            int(pub['sample_size']) != int(ours['sample_size']):
+        return False
+    return True
+
+
+def _f(v, signed=False):
+    if v is None:
+        return ''
+    return ('%+.2f' if signed else '%.2f') % v
+
+
+def _describe(r):
+    parts = [variant_of(r), r.get('net') or '?']
+    if r.get('sample_size'):
+        parts.append('sampled %s' % r['sample_size'])
+    return ', '.join(str(p) for p in parts)
+
+
+def compare_table(results, published=None, all_datasets=False):
+    """Markdown: one table per dataset with ours beside every published row of it."""
+    published = published if published is not None else read_published()
+    datasets = []
+    for r in results:
+        d = r.get('dataset') or 'unknown'
+        if d not in datasets:
+            datasets.append(d)
+    if all_datasets:
+        for p in published:
+            if p['dataset'] not in datasets:
+                datasets.append(p['dataset'])
+    out = []
+    for d in datasets:
+        out.append('### %s' % DATASET_NAMES.get(d, d))
+        out.append('')
+        out.append('| setting | published top-1 (%) | source | ours top-1 (%) | ours - published '
+                   '| our run |')
+        out.append('|---|---|---|---|---|---|')
+        used = set()
+        for p in [p for p in published if p['dataset'] == d]:
+            mine = [(i, r) for i, r in enumerate(results) if _matches(p, r)]
+            if mine:
+                for i, r in mine:
+                    used.add(i)
+                    ours = _ours_top1(r)
+                    diff = ours - p['top1'] if (ours is not None and p['top1'] is not None) \
+                        else None
+                    out.append('| %s | %s | %s | %s | %s | %s |' % (
+                        p['setting'], p['top1_text'], p['source'], _f(ours), _f(diff, True),
+                        r['label']))
+            else:
+                out.append('| %s | %s | %s |  |  |  |' % (p['setting'], p['top1_text'],
+                                                          p['source']))
+        for i, r in enumerate(results):
+            if (r.get('dataset') or 'unknown') == d and i not in used:
+                out.append('| ours: %s |  |  | %s |  | %s |' % (_describe(r), _f(_ours_top1(r)),
+                                                               r['label']))
+        out.append('')
+    return '\n'.join(out)

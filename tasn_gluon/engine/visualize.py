@@ -1,0 +1,204 @@
+"""Pictures of what the attention does (the paper's Figure 4): per image, the input, the
+structure map and several detail maps (over the image), their row and column profiles, and the
+structure- and details-preserved samples."""
+import logging
+import os
+
+import mxnet as mx
+import numpy as np
+
+from .checkpoint import atomic_write
+
+__all__ = ['load_image_files', 'images_from_rec', 'choose_detail_channels', 'draw_explanation',
+           'visualize']
+
+logger = logging.getLogger('tasn_gluon')
+
+MEAN_RGB = (123.68, 116.779, 103.939)
+
+
+def load_image_files(paths, input_size, mean_rgb=MEAN_RGB):
+    """Image files -> (N, 3, S, S) float32, as the val pipeline: shorter side to ``input_size``,
+    centre crop, mean subtracted (RGB)."""
+    import cv2
+    out = []
+    for p in paths:
+        img = cv2.imread(p, cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError('cannot read the image %s (missing, or not an image)' % p)
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        h, w = img.shape[:2]
+        s = float(input_size) / min(h, w)
+        nh, nw = max(input_size, int(round(h * s))), max(input_size, int(round(w * s)))
+        img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else
+                         cv2.INTER_LINEAR)
+        y0, x0 = (nh - input_size) // 2, (nw - input_size) // 2
+        img = img[y0:y0 + input_size, x0:x0 + input_size].astype(np.float32)
+        img -= np.array(mean_rgb, np.float32)
+        out.append(img.transpose(2, 0, 1))
+    return np.stack(out), np.full(len(out), -1, np.int64)
+
+
+def images_from_rec(data_dir, input_size, count, components=None):
+    """The first ``count`` images of ``data_dir``'s val set (and their labels)."""
+    from .training import get_val_dataloader
+    it = get_val_dataloader(data_dir, min(count, 16), input_size, num_threads=1,
+                            components=components)
+    xs, ys = [], []
+    for batch in it:
+        valid = batch.data[0].shape[0] - int(batch.pad or 0)
+        xs.append(batch.data[0].asnumpy()[:valid])
+        ys.append(batch.label[0].asnumpy()[:valid])
+        if sum(len(x) for x in xs) >= count:
+            break
+    x, y = np.concatenate(xs)[:count], np.concatenate(ys)[:count].astype(np.int64)
+    return x, y
+
+
+def choose_detail_channels(attention_maps, k):
+    """Per image, ``k`` distinct attention maps to draw, (N, k) ints: by decreasing peak, the
+    first map peaking at each new location first (so the pictures show different parts where
+    the maps differ), then the strongest of the rest."""
+    n, c = attention_maps.shape[:2]
+    flat = attention_maps.reshape(n, c, -1)
+    peaks, where = flat.max(axis=2), flat.argmax(axis=2)
+    out = np.zeros((n, k), np.int64)
+    for i in range(n):
+        order = np.argsort(-peaks[i], kind='stable')
+        chosen, seen = [], set()
+        for ch in order:
+            if where[i, ch] not in seen:
+                chosen.append(int(ch))
+                seen.add(where[i, ch])
+            if len(chosen) == k:
+                break
+        for ch in order:
+            if len(chosen) == k:
+                break
+            if int(ch) not in chosen:
+                chosen.append(int(ch))
+        out[i] = chosen
+    return out
+
+
+def _to_image(chw, mean_rgb=MEAN_RGB):
+    img = chw.transpose(1, 2, 0) + np.array(mean_rgb, np.float32)
+    return np.clip(img / 255.0, 0, 1)
+
+
+def _norm(a):
+    a = a - a.min()
+    return a / a.max() if a.max() > 0 else a
+
+
+def draw_explanation(path, image, rows, title=None):
+    """One figure: a row per map (structure, then the detail maps), with columns input + map,
+    row/column profiles, sampled image. ``rows``: list of dicts with ``name``, ``map`` (S, S),
+    ``profile_y`` (S,), ``profile_x`` (S,), ``sample`` (3, s, s)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    n = len(rows)
+    fig, axes = plt.subplots(n, 4, figsize=(12, 3 * n), squeeze=False)
+    base = _to_image(image)
+    for r, row in enumerate(rows):
+        ax = axes[r][0]
+        ax.imshow(base)
+        ax.set_title('input' if r == 0 else '')
+        ax.axis('off')
+        ax = axes[r][1]
+        ax.imshow(base)
+        ax.imshow(_norm(row['map']), cmap='jet', alpha=0.5)
+        ax.set_title(row['name'])
+        ax.axis('off')
+        ax = axes[r][2]
+        s = len(row['profile_x'])
+        ax.plot(np.arange(s), row['profile_x'], label='column profile (x)')
+        ax.plot(np.arange(len(row['profile_y'])), row['profile_y'], label='row profile (y)')
+        ax.set_title('profiles')
+        if r == 0:
+            ax.legend(fontsize=7)
+        ax = axes[r][3]
+        ax.imshow(_to_image(row['sample']))
+        ax.set_title('%s sample' % ('structure-preserved' if r == 0 else 'details-preserved'))
+        ax.axis('off')
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+
+    def _save(tmp):
+        fig.savefig(tmp, format='png', dpi=72)
+    try:
+        atomic_write(path, _save)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def visualize(net, images, out_dir, labels=None, class_names=None, num_details=3, prefix='vis'):
+    """Writes ``out_dir/{prefix}_{i:03d}.png`` for every image of ``images`` (N, 3, S, S) with
+    ``net.explain``; returns the paths."""
+    if not hasattr(net, 'explain'):
+        raise ValueError('visualisation needs a TASN network (with explain()), not %s'
+                         % type(net).__name__)
+    os.makedirs(out_dir, exist_ok=True)
+    ctx = list(net.collect_params().values())[0].list_ctx()[0]
+    x = mx.nd.array(images, ctx=ctx)
+    base = net.explain(x)
+    maps = base['attention_maps'].asnumpy()
+    k = max(0, min(int(num_details), maps.shape[1]))
+    chans = choose_detail_channels(maps, k) if k else np.zeros((len(images), 0), int)
+    details = [net.explain(x, detail_channel=[int(c) for c in chans[:, j]]) for j in range(k)]
+    pred = base['logits'][-1].asnumpy().argmax(axis=1)
+    paths = []
+    for i in range(len(images)):
+        sy, sx = (p.asnumpy()[i] for p in base['structure_profiles'])
+        rows = [dict(name='structure map', map=base['structure_map'].asnumpy()[i],
+                     profile_y=sy, profile_x=sx, sample=base['structure_image'].asnumpy()[i])]
+        for j, d in enumerate(details):
+            dy, dx = (p.asnumpy()[i] for p in d['detail_profiles'])
+            rows.append(dict(name='detail map (channel %d)' % chans[i, j],
+                             map=d['detail_map'].asnumpy()[i], profile_y=dy, profile_x=dx,
+                             sample=d['detail_image'].asnumpy()[i]))
+
+        def name(c):
+            return class_names[c] if class_names and 0 <= c < len(class_names) else str(c)
+        title = 'prediction %s' % name(int(pred[i]))
+        if labels is not None and labels[i] >= 0:
+            title += ', label %s' % name(int(labels[i]))
+        paths.append(draw_explanation(os.path.join(out_dir, '%s_%03d.png' % (prefix, i)),
+                                      images[i], rows, title))
+    return paths
+
+
+def run_visualize(out_dir, checkpoint=None, data_dir=None, image_files=None, num_images=4,
+                  num_details=3, ctx=None, seed=0, overrides=None, components=None):
+    """``tools/visualize.py``: a checkpoint (or an untrained TASN built from ``overrides``) on
+    images of ``data_dir``'s val set or on ``image_files``; returns the PNG paths."""
+    from .evaluation import load_for_eval
+    from .training import _components, build_net, seed_everything
+    ctx = ctx or [mx.cpu()]
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    info = _components(components).read_dataset_info(data_dir) if data_dir else {}
+    if checkpoint:
+        net, cfg, method, _ = load_for_eval(checkpoint, ctx, overrides, components)
+        if method != 'tasn':
+            raise ValueError('%s is a %s checkpoint; only TASN has attention to draw'
+                             % (checkpoint, method))
+    else:
+        cfg = dict(method='tasn', net='resnet18', input_size=512, att_size=224, sample_size=224)
+        cfg.update(overrides)
+        cfg.setdefault('num_classes', info.get('num_classes'))
+        if not cfg.get('num_classes'):
+            raise ValueError('an untrained network needs --num-classes (or --data-dir)')
+        seed_everything(seed)
+        net = build_net(cfg, int(cfg['num_classes']), ctx, components=components)
+    if image_files:
+        images, labels = load_image_files(image_files, int(cfg['input_size']))
+    elif data_dir:
+        images, labels = images_from_rec(data_dir, int(cfg['input_size']), int(num_images),
+                                         components)
+    else:
+        raise ValueError('give --data-dir or --images')
+    return visualize(net, images, out_dir, labels=labels, class_names=info.get('class_names'),
+                     num_details=num_details)

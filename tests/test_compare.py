@@ -1,0 +1,68 @@
+"""tools/compare.py and data/published_results.csv."""
+import importlib.util
+import json
+import os
+
+import pytest
+
+from tasn_gluon.engine.compare import compare_table, read_published
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli():
+    spec = importlib.util.spec_from_file_location('compare_cli',
+                                                  os.path.join(ROOT, 'tools', 'compare.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_published_table_has_spec_values_with_sources():
+    rows = read_published()
+    vals = {(r['dataset'], r['setting']): r for r in rows}
+    got = sorted((r['dataset'], r['top1']) for r in rows if r['top1'] is not None)
+    assert got == sorted([('cub', 87.9), ('cub', 87.0), ('cub', 88.0), ('cub', 87.02),
+                          ('cars', 93.8), ('inat', 68.2)])
+    assert all(r['source'].strip() for r in rows)
+    assert any(r['top1'] is None and r['net'] == 'vgg19' for r in rows)  # empty slots
+    assert vals[('cub', 'official code, ResNet-50, sampled 336')]['sample_size'] == 336
+
+
+def test_compare_cli_table(tmp_path, capsys):
+    ours = dict(method='tasn', net='resnet50', dataset='cub', sample_size=224, top1=0.8654,
+                master_aux=0.8654, num_images=5794)
+    mine = tmp_path / 'cub_r50.json'
+    mine.write_text(json.dumps(ours))
+    syn = tmp_path / 'syn.json'
+    syn.write_text(json.dumps(dict(method='baseline', net='resnet18', dataset='synthetic',
+                                   sample_size=64, top1=0.25, num_images=80)))
+    md = tmp_path / 'table.md'
+    assert _cli().main([str(mine), str(syn), '--out', str(md)]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == md.read_text().strip()
+    lines = out.splitlines()
+    row = [l for l in lines if l.startswith('| official code, ResNet-50, sampled 224 |')][0]
+    assert '| 87.0 | official README (model cub_224_87) | 86.54 | -0.46 | cub_r50 |' in row
+    row336 = [l for l in lines if 'sampled 336' in l][0]
+    assert row336.endswith('|  |  |  |')       # no 336 run: ours and the difference empty
+    vgg = [l for l in lines if 'VGG-19' in l][0]
+    assert vgg.startswith('| TASN, VGG-19 (paper) |  |')    # an empty slot stays empty
+    assert '### synthetic (built-in)' in out and '| 25.00 |' in out
+    assert 'Stanford Cars' not in out
+    assert _cli().main([str(mine), '--all']) == 0
+    assert '| TASN, ResNet-50 (paper) | 93.8 |' in capsys.readouterr().out
+
+
+def test_compare_errors(tmp_path, capsys):
+    bad = tmp_path / 'bad.json'
+    bad.write_text('{"foo": 1}')
+    assert _cli().main([str(bad)]) == 2
+    assert 'not an eval JSON' in capsys.readouterr().err
+    pub = tmp_path / 'pub.csv'
+    pub.write_text('dataset,setting,method,net,sample_size,top1,source\ncub,x,tasn,,,86.0,\n')
+    with pytest.raises(ValueError, match='without a source'):
+        read_published(str(pub))
+    table = compare_table([dict(dataset='cub', method='tasn', top1=0.5, label='a')],
+                          read_published())
+    assert '| 87.9 |' in table

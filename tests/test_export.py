@@ -1,0 +1,120 @@
+"""tools/export.py and symbols/: a trainer checkpoint -> NAME-symbol.json + NAME-0000.params of
+the inference graph (the AttSampler operator inside), scored with the Module API
+(symbols/module_scorer.py) exactly as the Gluon model predicts. Tiny sizes (input 64,
+attention 32, samples 32, ResNet-18), no training needed: the trainer's own ``build_net`` and
+``save_checkpoint`` make the run directory."""
+import importlib.util
+import json
+import os
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from symbols.module_scorer import load_module, score  # noqa: E402
+from tasn_gluon.engine.checkpoint import save_checkpoint  # noqa: E402
+from tasn_gluon.engine.training import build_net  # noqa: E402
+
+SIZE = 64
+
+
+def _cli():
+    spec = importlib.util.spec_from_file_location('export_cli',
+                                                  os.path.join(ROOT, 'tools', 'export.py'))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    return cli
+
+
+def _run_dir(tmp_path, method='tasn', legacy=False):
+    cfg = dict(method=method, net='resnet18', num_classes=4, input_size=SIZE, att_size=32,
+               sample_size=32, legacy_sampler=legacy, dataset='synthetic', batch_size=2)
+    mx.random.seed(3)
+    net = build_net(cfg, 4, [mx.cpu()])
+    rs = np.random.RandomState(0)
+    for name, p in net.collect_params().items():  # trained-looking BN statistics
+        if name.endswith('running_mean'):
+            p.set_data(mx.nd.array(rs.normal(0, 0.2, p.shape)))
+        elif name.endswith('running_var'):
+            p.set_data(mx.nd.array(rs.uniform(0.5, 2.0, p.shape)))
+    run = str(tmp_path / ('run_%s_%d' % (method, legacy)))
+    save_checkpoint(run, 1, net, config=cfg)
+    return run, net
+
+
+def _images(n=3, seed=1):
+    return mx.nd.array(np.random.RandomState(seed).uniform(-120, 130, (n, 3, SIZE, SIZE)))
+
+
+@pytest.fixture
+def no_fusion(monkeypatch):
+    # MKLDNN's conv+BN fusion (default on CPU) moves logits by ~1e-4 of their scale; without
+    # it the Module computes exactly what Gluon computes
+    monkeypatch.setenv('MXNET_SUBGRAPH_BACKEND', 'NONE')
+
+
+@pytest.mark.parametrize('legacy', [False, True])
+def test_module_scores_like_gluon(tmp_path, legacy, no_fusion):
+    run, net = _run_dir(tmp_path, legacy=legacy)
+    prefix = str(tmp_path / 'export' / 'tasn')
+    assert _cli().main(['--checkpoint', run, '--out', prefix]) == 0
+    with open(prefix + '-symbol.json') as f:
+        graph = json.load(f)
+    samplers = [n for n in graph['nodes'] if n['op'] == 'AttSampler']
+    assert len(samplers) == 1 and samplers[0]['attrs']['legacy'] == str(legacy)
+    saved = mx.nd.load(prefix + '-0000.params')
+    assert 'arg:fullyconnected2_weight' in saved and 'aux:bn_data_running_mean' in saved
+    assert not any('fullyconnected0' in k or 'att_fc1' in k for k in saved)
+
+    x = _images()
+    expected = net.predictor()(x).asnumpy()
+    assert np.allclose(expected, net(x)[4].asnumpy(), rtol=1e-4, atol=1e-5)  # = master_aux
+    module = load_module(prefix, 0, data_shape=x.shape)
+    got = score(module, x).asnumpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    # another batch size: the module re-binds
+    np.testing.assert_allclose(score(module, x[:1]).asnumpy(), expected[:1], rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_module_with_default_fusion_same_predictions(tmp_path):
+    run, net = _run_dir(tmp_path)
+    prefix = str(tmp_path / 'tasn')
+    assert _cli().main(['--checkpoint', run, '--out', prefix]) == 0
+    x = _images(4, seed=5)
+    expected = net.predictor()(x).asnumpy()
+    got = score(load_module(prefix, 0, data_shape=x.shape), x).asnumpy()
+    np.testing.assert_array_equal(got.argmax(axis=1), expected.argmax(axis=1))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-3 * np.abs(expected).max())
+
+
+def test_export_params_file_and_baseline(tmp_path, no_fusion):
+    run, net = _run_dir(tmp_path, method='baseline')
+    prefix = str(tmp_path / 'base')
+    params = os.path.join(run, 'epoch-0001.params')
+    assert _cli().main(['--checkpoint', params, '--out', prefix, '--epoch', '7']) == 0
+    module = load_module(prefix, 7, data_shape=(2, 3, SIZE, SIZE))
+    x = _images(2)
+    np.testing.assert_allclose(score(module, x).asnumpy(), net(x).asnumpy(), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_export_errors(tmp_path, capsys):
+    cli = _cli()
+    assert cli.main(['--checkpoint', str(tmp_path / 'nothing'), '--out', str(tmp_path / 'x')]) \
+        == 2
+    assert 'does not exist' in capsys.readouterr().err
+    lonely = tmp_path / 'lonely.params'
+    mx.nd.save(str(lonely), {'w': mx.nd.zeros((1,))})
+    assert cli.main(['--checkpoint', str(lonely), '--out', str(tmp_path / 'x')]) == 2
+    assert '--net' in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match='missing-symbol.json'):
+        load_module(str(tmp_path / 'missing'))
+    run, _ = _run_dir(tmp_path)
+    assert cli.main(['--checkpoint', run + '/epoch-0001.json', '--out', str(tmp_path / 'y')]) \
+        == 2

@@ -1,0 +1,172 @@
+"""The training engine's mechanics on a tiny stand-in network and in-memory data (fast): the run
+directory's contents, resume equal to an uninterrupted run, the NaN guard, data parallelism over
+two CPU contexts, and the configuration checks."""
+import csv
+import hashlib
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from tasn_gluon.engine import (CSV_COLUMNS, TrainingDiverged, find_checkpoint, load_checkpoint,
+                               run)
+from tasn_gluon.engine.training import Components, build_loss, train_step
+
+import test_train_support as sup
+
+
+def _params(run_dir):
+    rec = load_checkpoint(run_dir)
+    return {k: v.asnumpy() for k, v in mx.nd.load(rec['params_path']).items()}
+
+
+def _sha(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+@pytest.mark.parametrize('method', ['tasn', 'baseline'])
+def test_train_writes_run_directory(tmp_path, method):
+    cfg = sup.fake_config(tmp_path, method=method, epochs=3, lr_steps='2')
+    hist = run(cfg, components=sup.components())
+    out = cfg['out']
+    assert len(hist) == 3
+    for name in ('config.json', 'train.log', 'metrics.csv', 'curves.png', 'checkpoint.json',
+                 'epoch-0003.params', 'epoch-0003.states', 'epoch-0003.json'):
+        assert os.path.isfile(os.path.join(out, name)), name
+    with open(os.path.join(out, 'metrics.csv')) as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0].keys()) == CSV_COLUMNS
+    assert [int(float(r['epoch'])) for r in rows] == [1, 2, 3]
+    losses = [float(r['train_loss']) for r in rows]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert float(rows[2]['lr']) == pytest.approx(0.01)
+    assert all(int(float(r['num_val_images'])) == 10 for r in rows)
+    if method == 'tasn':
+        assert all(r['val_master_aux'] != '' and r['val_kd_loss'] != '' for r in rows)
+        assert rows[0]['val_top1'] == rows[0]['val_master_aux']
+    else:
+        assert rows[0]['val_master_aux'] == '' and rows[0]['val_top1'] != ''
+    rec = find_checkpoint(out)
+    assert rec['epoch'] == 3 and len(rec['history']) == 3
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    """2 epochs straight == 1 epoch, stop, resume for 1: bit-identical parameters."""
+    comps = sup.components()
+    straight = sup.fake_config(tmp_path / 'a', epochs=2)
+    run(straight, components=comps)
+    first = sup.fake_config(tmp_path / 'b', epochs=1)
+    run(first, components=comps)
+    assert find_checkpoint(first['out'])['epoch'] == 1
+    run(dict(resume=first['out'], epochs=2, progress=False), components=comps)
+    pa, pb = _params(straight['out']), _params(first['out'])
+    assert sorted(pa) == sorted(pb)
+    for k in pa:
+        assert np.array_equal(pa[k], pb[k]), k
+    ha = load_checkpoint(straight['out'])['history']
+    hb = load_checkpoint(first['out'])['history']
+    for ra, rb in zip(ha, hb):
+        assert ra['train_loss'] == rb['train_loss'] and ra['val_top1'] == rb['val_top1']
+
+
+def test_resume_refuses_structural_change_and_clobbering(tmp_path):
+    comps = sup.components()
+    cfg = sup.fake_config(tmp_path, epochs=1)
+    run(cfg, components=comps)
+    with pytest.raises(ValueError, match='already holds a checkpoint'):
+        run(sup.fake_config(tmp_path, epochs=2), components=comps)
+    with pytest.raises(ValueError, match='sample_size'):
+        run(dict(resume=cfg['out'], epochs=2, sample_size=8, progress=False), components=comps)
+
+
+def test_nan_loss_stops_with_checkpoint_intact(tmp_path):
+    cfg = sup.fake_config(tmp_path, epochs=1)
+    run(cfg, components=sup.components())
+    rec = load_checkpoint(cfg['out'])
+    before = {p: _sha(p) for p in (rec['params_path'], rec['states_path'], rec['record_path'])}
+
+    class NaNLoss(sup.TASNLoss):
+        def __call__(self, outputs, label):
+            return super().__call__(outputs, label) * float('nan')
+
+    with pytest.raises(TrainingDiverged, match='NaN'):
+        run(dict(resume=cfg['out'], epochs=2, progress=False),
+            components=sup.components(TASNLoss=NaNLoss))
+    rec2 = load_checkpoint(cfg['out'])
+    assert rec2['epoch'] == 1
+    assert {p: _sha(p) for p in before} == before
+    assert not os.path.exists(os.path.join(cfg['out'], 'epoch-0002.params'))
+
+
+def test_two_cpu_contexts_match_one(tmp_path):
+    """A data-parallel step on cpu(0)+cpu(1) equals, on one context, the sum of the gradients of
+    the two halves (BatchNorm statistics are per device, as in the official code), up to float
+    rounding (the reduction order differs): rtol 1e-5."""
+    from mxnet import autograd, gluon
+    cfg = dict(method='tasn', temperature=10.0)
+    loss_fn = build_loss(cfg, sup.components())
+    rs = np.random.RandomState(0)
+    data = mx.nd.array(rs.normal(size=(8, 3, 32, 32)))
+    label = mx.nd.array(np.arange(8) % 3)
+
+    def make(ctxs):
+        mx.random.seed(1)
+        net = sup.TinyFiveHead(3)
+        net.initialize(mx.init.Xavier(), ctx=ctxs)
+        net.hybridize()
+        tr = gluon.Trainer(net.collect_params(), 'sgd', dict(learning_rate=0.1, momentum=0.9),
+                           kvstore='device')
+        return net, tr
+
+    two = [mx.cpu(0), mx.cpu(1)]
+    net2, tr2 = make(two)
+    mx.random.seed(5)
+    train_step(net2, tr2, loss_fn, data, label, two, 8)
+
+    one = [mx.cpu(0)]
+    net1, tr1 = make(one)
+    for p in net1.collect_params().values():
+        p.grad_req = 'add' if p.grad_req != 'null' else 'null'
+    net1.collect_params().zero_grad()
+    mx.random.seed(5)
+    with autograd.record():   # the same random draws in the same order as the two-device step
+        outs = [net1(data[:4]), net1(data[4:])]
+        losses = [loss_fn(o, y) for o, y in zip(outs, [label[:4], label[4:]])]
+    autograd.backward(losses)
+    tr1.step(8)
+    params2 = net2._collect_params_with_prefix()
+    p2 = {k: v.data(mx.cpu(0)).asnumpy() for k, v in params2.items()}
+    p2b = {k: v.data(mx.cpu(1)).asnumpy() for k, v in params2.items()}
+    p1 = {k: v.data().asnumpy() for k, v in net1._collect_params_with_prefix().items()}
+    assert sorted(p1) == sorted(p2)
+    for k in p1:
+        if 'running' in k:
+            continue  # per-device statistics: each device keeps its own half's
+        np.testing.assert_allclose(p2[k], p1[k], rtol=1e-5, atol=1e-6, err_msg=k)
+        np.testing.assert_array_equal(p2[k], p2b[k], err_msg=k)
+
+
+def test_train_on_two_cpu_contexts_end_to_end(tmp_path):
+    cfg = sup.fake_config(tmp_path, epochs=1, num_cpu_contexts=2)
+    hist = run(cfg, components=sup.components())
+    assert np.isfinite(hist[0]['train_loss']) and hist[0]['num_val_images'] == 10
+
+
+def test_batch_size_must_divide_devices(tmp_path):
+    cfg = sup.fake_config(tmp_path, epochs=1, num_cpu_contexts=3, batch_size=4)
+    with pytest.raises(ValueError, match='does not divide evenly over 3 devices'):
+        run(cfg, components=sup.components())
+
+
+def test_bad_settings_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match='--lr-steps'):
+        run(sup.fake_config(tmp_path, lr_steps='5,2'), components=sup.components())
+    with pytest.raises(ValueError, match='--sample-size'):
+        run(sup.fake_config(tmp_path, sample_size=64), components=sup.components())
+    with pytest.raises(FileNotFoundError, match='dataset.json'):
+        run(sup.fake_config(tmp_path, data_dir=str(tmp_path / 'nowhere')),
+            components=sup.components())
+    with pytest.raises(TypeError):
+        Components(get_model=None)

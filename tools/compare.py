@@ -1,0 +1,47 @@
+#!/usr/bin/env python
+"""Print our eval results beside the published numbers as a Markdown table.
+
+Example::
+
+    python tools/compare.py cub_r50.json cub_r50_336.json [--published data/published_results.csv]
+
+Published values come from data/published_results.csv, each with its source; empty slots stay
+empty. The difference column is ours minus published, in points.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[1])
+    p.add_argument('results', nargs='+', help='eval JSON files written by tools/eval.py --out')
+    p.add_argument('--published', default=None,
+                   help='published table (default: data/published_results.csv)')
+    p.add_argument('--all', action='store_true',
+                   help='also list the published datasets we have no result for')
+    p.add_argument('--out', default=None, help='also write the table to this Markdown file')
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from tasn_gluon.engine import compare
+    from tasn_gluon.engine.checkpoint import atomic_write_text
+    try:
+        results = [compare.read_eval_json(p) for p in args.results]
+        table = compare.compare_table(results, compare.read_published(args.published),
+                                      all_datasets=args.all)
+    except (ValueError, FileNotFoundError) as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 2
+    print(table)
+    if args.out:
+        atomic_write_text(args.out, table + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
