@@ -100,14 +100,6 @@ void column_span(const Taps<T>& t, const Geometry& g, int64_t n, int64_t* lo, in
   *hi = b + 1;
 }
 
-// Asks for the two source rows of the next output row while this one is blended: rows are
-// only a page or two long, so the hardware prefetcher loses the stream at every jump.
-template <typename T>
-inline void prefetch_rows(const T* in, int64_t w, int64_t y, int64_t lo, int64_t hi) {
-  const T* row = in + y * w;
-  for (int64_t x = lo; x < hi + w; x += 64 / sizeof(T)) __builtin_prefetch(row + x);
-}
-
 // Output rows are done kRows at a time: their vertical blends share one pass of the column
 // tables (index and weights are loaded once for kRows outputs), which is the costly part.
 constexpr int64_t kRows = 4;
@@ -125,7 +117,6 @@ void forward_plane(const T* __restrict__ in, const Geometry& g, const Taps<T>& t
     for (int64_t k = 0; k < count; ++k) {
       const T* __restrict__ r0 = in + y0[i + k] * g.w;
       const T* __restrict__ r1 = in + y1[i + k] * g.w;
-      if (i + k + 1 < g.out_h) prefetch_rows(in, g.w, y0[i + k + 1], lo, hi);
       const T a = wy0[i + k], b = wy1[i + k];
       T* __restrict__ row = rows + k * stride;
       for (int64_t x = lo; x < hi; ++x) row[x] = a * r0[x] + b * r1[x];
