@@ -55,6 +55,10 @@ test: setup
 
 bench: setup
 	$(PY) bench/sampler.py
+	$(PY) bench/data.py
+	$(PY) bench/step.py
+	@echo "TASN vs baseline on the synthetic set (about 11 min per seed and variant on 2 cores):"
+	@echo "  $(PY) bench/synthetic_study.py"
 
 clean:
 	rm -rf build tasn_gluon/ops/*.so *.egg-info

@@ -16,6 +16,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tasn_gluon.engine.cli import add_network_flags, network_overrides  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -33,14 +34,7 @@ def parse_args(argv=None):
     a('--dataset', default=None, help='dataset key for compare.py (cub, cars, inat, synthetic); '
                                       'default: the run\'s')
     a('--num-data-threads', type=int, default=None, help='decoding threads')
-    g = p.add_argument_group('network, for a .params file without a run configuration beside it')
-    g.add_argument('--method', choices=['tasn', 'baseline'], default=None)
-    g.add_argument('--net', choices=['resnet50', 'vgg19', 'resnet18'], default=None)
-    g.add_argument('--num-classes', type=int, default=None)
-    g.add_argument('--input-size', type=int, default=None)
-    g.add_argument('--att-size', type=int, default=None)
-    g.add_argument('--sample-size', type=int, default=None)
-    g.add_argument('--legacy-sampler', action='store_const', const=True, default=None)
+    add_network_flags(p, 'network, for a .params file without a run configuration beside it')
     return p.parse_args(argv)
 
 
@@ -50,10 +44,7 @@ def main(argv=None):
     from tasn_gluon.engine.checkpoint import CheckpointError
     try:
         ctx = get_contexts(args.gpus)
-        overrides = dict(method=args.method, net=args.net, num_classes=args.num_classes,
-                         input_size=args.input_size, att_size=args.att_size,
-                         sample_size=args.sample_size, legacy_sampler=args.legacy_sampler,
-                         dataset=args.dataset)
+        overrides = dict(network_overrides(args), dataset=args.dataset)
         res = evaluation.evaluate_checkpoint(args.checkpoint, args.data_dir, ctx,
                                              batch_size=args.batch_size, overrides=overrides,
                                              num_threads=args.num_data_threads)

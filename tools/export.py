@@ -14,6 +14,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tasn_gluon.engine.cli import add_network_flags, network_overrides  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -24,14 +25,7 @@ def parse_args(argv=None):
     a('--out', required=True, help='output prefix NAME (writes NAME-symbol.json, '
                                    'NAME-%%04d.params)')
     a('--epoch', type=int, default=0, help='number in the .params file name')
-    g = p.add_argument_group('network, for a .params file without a run configuration beside it')
-    g.add_argument('--method', choices=['tasn', 'baseline'], default=None)
-    g.add_argument('--net', choices=['resnet50', 'vgg19', 'resnet18'], default=None)
-    g.add_argument('--num-classes', type=int, default=None)
-    g.add_argument('--input-size', type=int, default=None)
-    g.add_argument('--att-size', type=int, default=None)
-    g.add_argument('--sample-size', type=int, default=None)
-    g.add_argument('--legacy-sampler', action='store_const', const=True, default=None)
+    add_network_flags(p, 'network, for a .params file without a run configuration beside it')
     return p.parse_args(argv)
 
 
@@ -39,9 +33,7 @@ def main(argv=None):
     args = parse_args(argv)
     from symbols.export import export_checkpoint
     from tasn_gluon.engine import CheckpointError, EvaluationError
-    overrides = dict(method=args.method, net=args.net, num_classes=args.num_classes,
-                     input_size=args.input_size, att_size=args.att_size,
-                     sample_size=args.sample_size, legacy_sampler=args.legacy_sampler)
+    overrides = network_overrides(args)
     try:
         sym, params, _ = export_checkpoint(args.checkpoint, args.out, epoch=args.epoch,
                                            overrides=overrides)

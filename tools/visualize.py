@@ -16,6 +16,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tasn_gluon.engine.cli import add_network_flags, network_overrides  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -31,14 +32,8 @@ def parse_args(argv=None):
     a('--num-details', type=int, default=3, help='detail maps drawn per image')
     a('--gpus', default='', help='GPU id ("0") or empty for CPU')
     a('--seed', type=int, default=0, help='seed of an untrained network')
-    g = p.add_argument_group('untrained network (or a .params file without configuration)')
-    g.add_argument('--net', choices=['resnet50', 'vgg19', 'resnet18'], default=None,
-                   help='backbone of an untrained network (resnet18)')
-    g.add_argument('--num-classes', type=int, default=None)
-    g.add_argument('--input-size', type=int, default=None)
-    g.add_argument('--att-size', type=int, default=None)
-    g.add_argument('--sample-size', type=int, default=None)
-    g.add_argument('--legacy-sampler', action='store_const', const=True, default=None)
+    add_network_flags(p, 'untrained network (or a .params file without configuration)',
+                      with_method=False, net_help='backbone of an untrained network (resnet18)')
     return p.parse_args(argv)
 
 
@@ -53,10 +48,7 @@ def main(argv=None):
                               image_files=args.images, num_images=args.num_images,
                               out_dir=args.out, num_details=args.num_details,
                               ctx=get_contexts(args.gpus)[:1], seed=args.seed,
-                              overrides=dict(net=args.net, num_classes=args.num_classes,
-                                             input_size=args.input_size, att_size=args.att_size,
-                                             sample_size=args.sample_size,
-                                             legacy_sampler=args.legacy_sampler))
+                              overrides=network_overrides(args))
     except (ValueError, FileNotFoundError, CheckpointError, EvaluationError) as e:
         print('error: %s' % e, file=sys.stderr)
         return 2
