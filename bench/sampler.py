@@ -16,14 +16,17 @@ import sys
 import time
 
 
-def best_time(fn, repeat):
-    fn()  # warm-up
-    times = []
+def best_times(fns, repeat):
+    """Best time of each function, measured round-robin so that all see the same machine."""
+    for fn in fns.values():
+        fn()  # warm-up
+    best = dict.fromkeys(fns, float('inf'))
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 def measure(batch, size, out, repeat, threads):
@@ -64,9 +67,8 @@ def measure(batch, size, out, repeat, threads):
         gy = (gy * (2.0 / (size - 1)) - 1).reshape((batch, 1, out, 1)).broadcast_to((batch, 1, out, out))
         mx.nd.BilinearSampler(x, mx.nd.concat(gx, gy, dim=1)).wait_to_read()
 
-    return {name: best_time(fn, repeat) for name, fn in
-            (('AttSampler', operator), ('cv2.resize', resize), ('cv2.remap', remap),
-             ('BilinearSampler', bilinear_sampler))}
+    return best_times({'AttSampler': operator, 'cv2.resize': resize, 'cv2.remap': remap,
+                       'BilinearSampler': bilinear_sampler}, repeat)
 
 
 def main():
@@ -74,7 +76,7 @@ def main():
     parser.add_argument('--batch', type=int, default=12)
     parser.add_argument('--size', type=int, default=512)
     parser.add_argument('--out', type=int, default=224)
-    parser.add_argument('--repeat', type=int, default=10)
+    parser.add_argument('--repeat', type=int, default=30)
     parser.add_argument('--threads', type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads is not None:  # child: one thread setting
