@@ -144,10 +144,11 @@ def main():
                  / r['check_only_img_cpu_s']))
     print('  plain decode + centre crop      %8.1f img/s   %8.1f img per CPU-second'
           % (r['plain_decode_img_s'], r['plain_decode_img_cpu_s']))
-    print('  full TASN augmentation          %8.1f img/s   %8.1f img per CPU-second '
-          '(target >= 100)' % (r['full_pipeline_img_s'], r['full_pipeline_img_cpu_s']))
-    print('  same, colour on device (CPU part)%7.1f img/s   %8.1f img per CPU-second'
-          % (r['geometric_only_img_s'], r['geometric_only_img_cpu_s']))
+    print('  full TASN augmentation on the CPU (CPU training)    %8.1f img/s   %8.1f img per '
+          'CPU-second' % (r['full_pipeline_img_s'], r['full_pipeline_img_cpu_s']))
+    print('  CPU part with colour on the GPU (GPU training)      %8.1f img/s   %8.1f img per '
+          'CPU-second (target >= 100)' % (r['geometric_only_img_s'],
+                                          r['geometric_only_img_cpu_s']))
     print('  full / plain                    %8.3f         %8.3f'
           % (r['full_pipeline_img_s'] / r['plain_decode_img_s'],
              r['full_pipeline_img_cpu_s'] / r['plain_decode_img_cpu_s']))

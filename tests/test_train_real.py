@@ -62,6 +62,30 @@ def test_resume_bit_identical_real_pipeline(tiny_synthetic, tmp_path):
     assert [r['train_loss'] for r in ra['history']] == [r['train_loss'] for r in rb['history']]
 
 
+def test_colour_on_the_device_batch(tiny_synthetic, tmp_path):
+    """With ``color_on_device`` (the default on GPUs) the record iterator leaves the colour steps
+    out and the trainer applies ``it.device_augment`` to each device's share of the batch."""
+    from tasn_gluon.data import color
+    calls = []
+    original = color.BatchColorJitter.__call__
+
+    def counting(self, data):
+        calls.append(data.shape)
+        return original(self, data)
+    aug = dict(real_config(tiny_synthetic, tmp_path)['aug'], brightness=0.4, pca_noise=0.1,
+               color_on_device=True)
+    cfg = real_config(tiny_synthetic, tmp_path / 'run', epochs=1, max_batches_per_epoch=2,
+                      aug=aug, num_cpu_contexts=2)
+    color.BatchColorJitter.__call__ = counting
+    try:
+        hist = run(cfg)
+    finally:
+        color.BatchColorJitter.__call__ = original
+    assert np.isfinite(hist[0]['train_loss'])
+    batch = cfg['batch_size']
+    assert calls == [(batch // 2, 3, cfg['input_size'], cfg['input_size'])] * 4, calls
+
+
 def test_cli_train_one_step(tiny_synthetic, tmp_path, capsys):
     import importlib.util
     spec = importlib.util.spec_from_file_location('train_cli', os.path.join(TOOLS, 'train.py'))
