@@ -104,6 +104,12 @@ void column_span(const Taps<T>& t, const Geometry& g, int64_t n, int64_t* lo, in
   *hi = b + 1;
 }
 
+// Rows done by the AVX path: all whole blocks of 8 for float on a CPU with AVX, else none.
+template <typename T>
+int64_t forward_rows_simd(const T*, const Geometry&, const Taps<T>&, int64_t, int64_t, int64_t,
+                          T*, T*) {
+  return 0;
+}
 
 #if defined(__x86_64__) && defined(__GNUC__)
 // AVX path of the float forward, eight output rows at a time. The scalar gather above loads two
@@ -173,13 +179,6 @@ __attribute__((target("avx"))) void forward_rows8_avx(
     for (int k = 0; k < 8; ++k) out[k * g.out_w + j] = outs[j * 8 + k];
 }
 
-// Rows done by the AVX path: all whole blocks of 8 for float on a CPU with AVX, else none.
-template <typename T>
-int64_t forward_rows_simd(const T*, const Geometry&, const Taps<T>&, int64_t, int64_t, int64_t,
-                          T*, T*) {
-  return 0;
-}
-
 template <>
 int64_t forward_rows_simd<float>(const float* in, const Geometry& g, const Taps<float>& t,
                                  int64_t n, int64_t lo, int64_t hi, float* scratch, float* out) {
@@ -194,12 +193,6 @@ int64_t forward_rows_simd<float>(const float* in, const Geometry& g, const Taps<
                       t.wx0 + n * g.out_w, t.wx1 + n * g.out_w, lo, hi, cols, outs,
                       out + i * g.out_w);
   return rows;
-}
-#else
-template <typename T>
-int64_t forward_rows_simd(const T*, const Geometry&, const Taps<T>&, int64_t, int64_t, int64_t,
-                          T*, T*) {
-  return 0;
 }
 #endif
 
