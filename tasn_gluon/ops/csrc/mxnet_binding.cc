@@ -150,6 +150,22 @@ int64_t profile_length(const std::vector<unsigned int>& s, const char* name, int
   return s[1];
 }
 
+// The profile lengths from their shapes, then every check of the core, on a geometry whose
+// n, c, h, w are already set.
+bool finish_geometry(const std::vector<unsigned int>& att_y, const std::vector<unsigned int>& att_x,
+                     const OpAttrs& a, tasn::Geometry* g, const char* op) {
+  g->ly = profile_length(att_y, "att_y", g->n, op);
+  if (g->ly < 0) return false;
+  g->lx = profile_length(att_x, "att_x", g->n, op);
+  if (g->lx < 0) return false;
+  std::string error;
+  if (!tasn::validate(a.params, g, &error)) {
+    new_error() << op << ": " << error;
+    return false;
+  }
+  return true;
+}
+
 // Geometry from the three input shapes of AttSampler, checked.
 bool sampler_geometry(const std::vector<std::vector<unsigned int>>& in, const OpAttrs& a,
                       tasn::Geometry* g, const char* op) {
@@ -161,18 +177,10 @@ bool sampler_geometry(const std::vector<std::vector<unsigned int>>& in, const Op
   g->c = in[0][1];
   g->h = in[0][2];
   g->w = in[0][3];
-  g->ly = profile_length(in[1], "att_y", g->n, op);
-  if (g->ly < 0) return false;
-  g->lx = profile_length(in[2], "att_x", g->n, op);
-  if (g->lx < 0) return false;
-  std::string error;
-  if (!tasn::validate(a.params, g, &error)) {
-    new_error() << op << ": " << error;
-    return false;
-  }
-  return true;
+  return finish_geometry(in[1], in[2], a, g, op);
 }
 
+// Geometry of AttSamplerGrid: the image size comes from its in_h / in_w attributes.
 bool grid_geometry(const std::vector<std::vector<unsigned int>>& in, const OpAttrs& a,
                    tasn::Geometry* g, const char* op) {
   if (in[0].empty()) {
@@ -183,16 +191,7 @@ bool grid_geometry(const std::vector<std::vector<unsigned int>>& in, const OpAtt
   g->c = 1;
   g->h = a.in_h;
   g->w = a.in_w;
-  g->ly = profile_length(in[0], "att_y", g->n, op);
-  if (g->ly < 0) return false;
-  g->lx = profile_length(in[1], "att_x", g->n, op);
-  if (g->lx < 0) return false;
-  std::string error;
-  if (!tasn::validate(a.params, g, &error)) {
-    new_error() << op << ": " << error;
-    return false;
-  }
-  return true;
+  return finish_geometry(in[0], in[1], a, g, op);
 }
 
 std::vector<std::vector<unsigned int>> shapes_of(const std::vector<MXTensor>& ts, size_t count) {
