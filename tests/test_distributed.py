@@ -17,11 +17,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import mxnet as mx
 import numpy as np
 import pytest
+
+from test_launch import assert_group_gone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 8  # = training images: one per class
@@ -134,16 +135,6 @@ def kill_leftovers(out, wrapper):
             os.kill(pid, signal.SIGKILL)
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             pass
-
-
-def assert_group_gone(pgid):
-    for _ in range(50):
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    pytest.fail('processes of the job are still running')
 
 
 def check_workers(out):
