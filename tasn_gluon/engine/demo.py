@@ -6,11 +6,11 @@ import os
 import shutil
 import time
 
-from .checkpoint import atomic_write, atomic_write_text
+from .checkpoint import atomic_write_text
 from .compare import compare_table, read_published
 from .devices import get_contexts
 from .evaluation import evaluate_checkpoint, format_result, write_result_json
-from .metrics import read_metrics_csv
+from .metrics import read_metrics_csv, save_figure
 from .recipes import RECIPES
 from .training import prepare_data_dir, run, setup_logging
 
@@ -34,10 +34,7 @@ def _plot_both(path, runs):
     axes[1].set_title('val top-1 (%) (TASN: master_aux)'); axes[1].set_xlabel('epoch')
     axes[1].legend()
     fig.tight_layout()
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=80))
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, dpi=80)
 
 
 def run_demo(out='runs/demo', data_dir=None, epochs=None, batch_size=None, seed=0,

@@ -15,6 +15,7 @@ import numpy as np
 
 from .checkpoint import atomic_write_text, find_checkpoint, CheckpointError
 from .metrics import HEADS, TopKCounter
+from ..losses import distillation_loss
 
 __all__ = ['validate', 'kd_loss_numpy', 'result_dict', 'write_result_json', 'EvaluationError',
            'load_for_eval', 'evaluate_checkpoint', 'format_result']
@@ -26,22 +27,17 @@ class EvaluationError(RuntimeError):
     pass
 
 
-def _log_softmax(z):
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
 def kd_loss_numpy(part_logits, master_logits, temperature=10.0):
-    """Per-sample KD term of spec section 6: -sum_k softmax(part/T)_k log softmax(master/T)_k."""
-    p = np.exp(_log_softmax(np.asarray(part_logits, np.float64) / temperature))
-    lq = _log_softmax(np.asarray(master_logits, np.float64) / temperature)
-    return -(p * lq).sum(axis=1)
+    """Per-sample KD term of spec section 6: -sum_k softmax(part/T)_k log softmax(master/T)_k,
+    for NumPy logits, by the objective's own ``distillation_loss`` in float64."""
+    part = mx.nd.array(part_logits, dtype=np.float64)
+    master = mx.nd.array(master_logits, dtype=np.float64)
+    return distillation_loss(mx.nd, part, master, temperature).asnumpy()
 
 
-def _as_list(out):
-    if isinstance(out, (list, tuple)):
-        return list(out)
-    return [out]
+def output_list(out):
+    """A network's output as a list (one entry for a single-headed network)."""
+    return list(out) if isinstance(out, (list, tuple)) else [out]
 
 
 def validate(net, val_iter, ctx, method='tasn', loss_fn=None, temperature=10.0,
@@ -69,7 +65,7 @@ def validate(net, val_iter, ctx, method='tasn', loss_fn=None, temperature=10.0,
             continue
         datas = mx.gluon.utils.split_and_load(data, ctx, even_split=False)
         labels = mx.gluon.utils.split_and_load(label, ctx, even_split=False)
-        outs = [_as_list(net(x)) for x in datas]
+        outs = [output_list(net(x)) for x in datas]
         if len(outs[0]) != len(heads):
             raise EvaluationError('the network returned %d outputs; expected %d (%s)'
                                   % (len(outs[0]), len(heads), ', '.join(heads)))

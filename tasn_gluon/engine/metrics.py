@@ -79,6 +79,16 @@ def read_metrics_csv(path):
     return out
 
 
+def save_figure(fig, path, dpi=80):
+    """Writes a matplotlib figure as PNG atomically (a crash leaves the old file) and closes it."""
+    import matplotlib.pyplot as plt
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=dpi))
+    finally:
+        plt.close(fig)
+    return path
+
+
 def plot_curves(path, rows, title=None):
     """Loss, the five accuracies (or the baseline's one) and the learning rate per epoch."""
     import matplotlib
@@ -118,11 +128,4 @@ def plot_curves(path, rows, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-
-    def _save(tmp):
-        fig.savefig(tmp, format='png', dpi=80)
-    try:
-        atomic_write(path, _save)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=80)

@@ -28,7 +28,7 @@ from mxnet import autograd, gluon
 from .checkpoint import (atomic_write_text, find_checkpoint, load_checkpoint,
                          rng_record, restore_rng, save_checkpoint)
 from .devices import get_contexts, per_device_batch_size
-from .evaluation import EvaluationError, validate
+from .evaluation import EvaluationError, output_list, validate
 from .metrics import HEADS, TopKCounter, plot_curves, write_metrics_csv
 from .recipes import default_synthetic_dir, format_config, lr_at_epoch, resolve_config
 
@@ -271,10 +271,6 @@ def get_val_dataloader(data_dir, batch_size, input_size, num_parts=1, part_index
 
 # ------------------------------------------------------------------------------------ steps
 
-def _as_list(out):
-    return list(out) if isinstance(out, (list, tuple)) else [out]
-
-
 def forward_losses(net, loss_fn, datas, labels):
     """Forward in training mode on every device; returns (losses, outputs) per device."""
     losses, outputs = [], []
@@ -282,7 +278,7 @@ def forward_losses(net, loss_fn, datas, labels):
         for x, y in zip(datas, labels):
             out = net(x)
             losses.append(loss_fn(out, y))
-            outputs.append(_as_list(out))
+            outputs.append(output_list(out))
     return losses, outputs
 
 

@@ -7,7 +7,7 @@ import os
 import mxnet as mx
 import numpy as np
 
-from .checkpoint import atomic_write
+from .metrics import save_figure
 
 __all__ = ['load_image_files', 'images_from_rec', 'choose_detail_channels', 'draw_explanation',
            'visualize']
@@ -125,14 +125,7 @@ def draw_explanation(path, image, rows, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-
-    def _save(tmp):
-        fig.savefig(tmp, format='png', dpi=72)
-    try:
-        atomic_write(path, _save)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=72)
 
 
 def visualize(net, images, out_dir, labels=None, class_names=None, num_details=3, prefix='vis'):
