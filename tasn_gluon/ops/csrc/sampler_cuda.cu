@@ -124,6 +124,16 @@ grid_kernel(GridTask<T, C> task, double* m_work, int32_t* count_work, int m_shar
 // image n is g * kChannelsPerThread.
 struct ChannelGroups {
   int64_t per_image, total;
+
+  // Group q -> its image n, first channel c0 and channel count (the last group may be short).
+  __device__ void locate(int64_t q, int64_t channels, int64_t* n, int64_t* c0,
+                         int* count) const {
+    *n = q / per_image;
+    *c0 = (q - *n * per_image) * cuda_kernels::kChannelsPerThread;
+    const int64_t left = channels - *c0;
+    *count = left < cuda_kernels::kChannelsPerThread ? static_cast<int>(left)
+                                                     : cuda_kernels::kChannelsPerThread;
+  }
 };
 
 ChannelGroups channel_groups(const Geometry& g) {
@@ -141,11 +151,9 @@ forward_kernel(const T* __restrict__ data, const Tap<T>* __restrict__ ytaps,
   if (index >= static_cast<int64_t>(s.out_h) * s.out_w) return;
   const int32_t e = static_cast<int32_t>(index);
   for (int64_t q = blockIdx.y; q < groups.total; q += gridDim.y) {
-    const int64_t n = q / groups.per_image;
-    const int64_t c0 = (q - n * groups.per_image) * cuda_kernels::kChannelsPerThread;
-    const int64_t left = s.channels - c0;
-    const int count = left < cuda_kernels::kChannelsPerThread ? static_cast<int>(left)
-                                                              : cuda_kernels::kChannelsPerThread;
+    int64_t n, c0;
+    int count;
+    groups.locate(q, s.channels, &n, &c0, &count);
     cuda_kernels::forward_pixels(data, ytaps, xtaps, s, n, c0, count, e, out);
   }
 }
@@ -161,11 +169,9 @@ backward_kernel(const T* __restrict__ grad_out, const Tap<T>* __restrict__ ytaps
   if (index >= static_cast<int64_t>(s.h) * s.w) return;
   const int32_t e = static_cast<int32_t>(index);
   for (int64_t q = blockIdx.y; q < groups.total; q += gridDim.y) {
-    const int64_t n = q / groups.per_image;
-    const int64_t c0 = (q - n * groups.per_image) * cuda_kernels::kChannelsPerThread;
-    const int64_t left = s.channels - c0;
-    const int count = left < cuda_kernels::kChannelsPerThread ? static_cast<int>(left)
-                                                              : cuda_kernels::kChannelsPerThread;
+    int64_t n, c0;
+    int count;
+    groups.locate(q, s.channels, &n, &c0, &count);
     cuda_kernels::backward_pixels(grad_out, ytaps, xtaps, row_start, row_list, col_start,
                                   col_list, s, n, c0, count, e, grad_data);
   }
