@@ -23,11 +23,11 @@ import numpy as np  # noqa: E402
 
 def make_source_images(folder, count, seed=0):
     """CUB-like JPEG photos (500 x 375, quality 90) of the synthetic scene, in 4 class folders."""
-    from tasn_gluon.data.synthetic import detail_codes, render_image
-    codes = detail_codes(4)
+    from tasn_gluon.data.synthetic import class_designs, render_image
+    designs = class_designs(4)
     for i in range(count):
         rng = np.random.RandomState([seed, i])
-        img, _ = render_image(codes[i % 4], rng, 500)
+        img, _ = render_image(designs[i % 4], rng, 500)
         img = img[62:437]                                   # 500 x 375 like a CUB photo
         path = os.path.join(folder, 'class_%d' % (i % 4), '%05d.jpg' % i)
         os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -1,6 +1,7 @@
 """Training with the library's own TASN, baseline, loss and record pipeline on a tiny synthetic
 set (CPU, small sizes: input 64, attention 32, samples 32, ResNet-18, batch 4)."""
 import csv
+import json
 import os
 
 import mxnet as mx
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from tasn_gluon.engine import CSV_COLUMNS, load_checkpoint, run
+from tasn_gluon.data.synthetic import SYNTHETIC_VERSION
 from tasn_gluon.engine.training import Components, prepare_data_dir
 
 from test_train_support import real_config, tiny_synthetic  # noqa: F401 (fixture)
@@ -103,18 +105,24 @@ def test_cli_train_one_step(tiny_synthetic, tmp_path, capsys):
 
 
 def test_synthetic_set_generated_once(tmp_path):
+    """Generated on first use, reused after, and regenerated when the cached set was made by
+    an older design of the generator (version 1 had no version field)."""
     calls = []
 
     def fake_make(out_dir, seed=0, **kw):
         calls.append(out_dir)
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, 'dataset.json'), 'w') as f:
-            f.write('{}')
+            f.write(json.dumps({'synthetic': {'version': SYNTHETIC_VERSION}}))
     comps = Components(make_synthetic_dataset=fake_make)
-    cfg = dict(dataset='synthetic', synthetic_dir=str(tmp_path / 'cache'))
-    assert prepare_data_dir(cfg, comps) == str(tmp_path / 'cache')
-    assert prepare_data_dir(cfg, comps) == str(tmp_path / 'cache')
-    assert calls == [str(tmp_path / 'cache')]
+    cache = str(tmp_path / 'cache')
+    cfg = dict(dataset='synthetic', synthetic_dir=cache)
+    assert prepare_data_dir(cfg, comps) == cache
+    assert prepare_data_dir(cfg, comps) == cache
+    assert calls == [cache]
+    with open(os.path.join(cache, 'dataset.json'), 'w') as f:
+        f.write(json.dumps({'synthetic': {'seed': 0}}))          # an old-design cache
+    assert prepare_data_dir(cfg, comps) == cache and calls == [cache] * 2
     with pytest.raises(ValueError, match='--data-dir is required'):
         prepare_data_dir(dict(dataset='cub'), comps)
 

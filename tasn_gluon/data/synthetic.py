@@ -1,21 +1,22 @@
 """A built-in synthetic fine-grained dataset: every class shows the same large object (a bird-like
 figure of random colour, pose, position and scale) on a cluttered background; the classes differ
-only in a small black-and-white badge (its "eye"): a 6x6 grid of cells 2-3 pixels wide at 256 px,
-about 5-7 % of the image side.
+only in the square badge on its head (its "eye").
 
-The badge codes are built so that low resolution hides them: the grid is made of 2x2 blocks that
-are each a diagonal or an anti-diagonal pair of white cells, so every row, column and block has
-the same amount of white, and the codes differ only at the finest scale; shrunk a few times they
-all become the same grey square. Each class has two variants, a code and its mirror image, so
-horizontal-flip augmentation never changes the class. The background holds decoy grids of the
-same size and cell size built from striped blocks (never a class code), so a network has to find
-the object, not just any fine texture.
+A class is a pair (badge colour, badge texture). The colour is visible at any resolution; the
+texture is not: it is a two-colour pattern of period ``size / 64`` pixels (horizontal stripes,
+vertical stripes, a checkerboard or diagonal stripes, each half light and half dark), so at the
+64-pixel resolution the baseline and the attention net see, every texture averages (or aliases)
+to the same flat patch of the badge colour. A network that looks at the image at 64 pixels can
+tell the colour group, not the class; one that zooms into the badge can tell both. That is the
+fine-grained situation TASN is built for: the coarse view says where to look, the detail decides.
+The rest of the scene is muted (``SCENE_CONTRAST``) so that the badge stands out at 64 pixels.
 
-Images are rendered to PNG under ``out_dir/images`` and packed with the same code path as real
-datasets (folders layout -> pack_dataset), so the demo exercises the real pipeline.
+Textures start at a random phase, and the diagonal texture is drawn in either direction, so a
+horizontal flip never changes the class. Images are rendered to PNG under ``out_dir/images`` and
+packed with the same code path as real datasets (folders layout -> pack_dataset), so the demo
+exercises the real pipeline.
 """
 import concurrent.futures
-import itertools
 import json
 import os
 import shutil
@@ -27,56 +28,53 @@ from .errors import DatasetError
 from .folders import list_folders
 from .packing import default_num_threads, pack_dataset
 
-BLOCKS = 3                 # the badge is BLOCKS x BLOCKS blocks of 2 x 2 cells
-GRID = 2 * BLOCKS          # cells per side
-BLACK, WHITE = 30, 225
-DIAGONAL = np.array([[1, 0], [0, 1]], np.uint8)
-ANTI_DIAGONAL = np.array([[0, 1], [1, 0]], np.uint8)
-MAX_CLASSES = 2 ** (BLOCKS * BLOCKS - 1)
+SYNTHETIC_VERSION = 2       # 1: black-and-white codes (until 2026-11); 2: colour + texture
+TEXTURES = ('horizontal', 'vertical', 'checker', 'diagonal')
+# (light, dark) BGR pairs, one per colour group.
+BADGE_COLOURS = (((70, 70, 235), (20, 20, 110)),      # red
+                 ((235, 120, 60), (110, 40, 10)),     # blue
+                 ((80, 220, 80), (15, 90, 15)),       # green
+                 ((60, 220, 235), (10, 90, 110)))     # yellow
+MAX_CLASSES = len(TEXTURES) * len(BADGE_COLOURS)
+BADGE_FRACTION = 0.2         # badge side / object length
+BLACK = 30
+# The scene (background, clutter, bird) is muted to this fraction of its contrast, so that the
+# badge is what stands out at 64 px: the attention net, trained from scratch here, has to find
+# it to begin with (TASN's attention net normally starts from ImageNet weights).
+SCENE_CONTRAST = 0.3
 
 
-def code_from_bits(bits):
-    """BLOCKS*BLOCKS bits -> GRID x GRID cells: bit 0 = diagonal block, 1 = anti-diagonal."""
-    rows = [np.hstack([ANTI_DIAGONAL if bits[r * BLOCKS + c] else DIAGONAL
-                       for c in range(BLOCKS)]) for r in range(BLOCKS)]
-    return np.vstack(rows)
-
-
-def _mirror_bits(bits):
-    """Bits of the horizontally mirrored code: block columns reverse, each block flips type."""
-    return tuple(1 - bits[r * BLOCKS + (BLOCKS - 1 - c)]
-                 for r in range(BLOCKS) for c in range(BLOCKS))
-
-
-def detail_codes(num_classes):
-    """For each class, the list of its badge codes (GRID x GRID uint8 0/1 arrays): a code and
-    its mirror image, so that horizontal flipping never changes the class. Fixed for all seeds.
-
-    Every 2x2 block is a diagonal or an anti-diagonal pair of white cells, so every row, column
-    and block of every code has the same amount of white: the codes differ only at the finest
-    scale and blur to the same grey square. Classes are chosen greedily to differ in as many
-    blocks as possible."""
+def class_designs(num_classes):
+    """For each class, its (colour group, texture name): classes 0-3 share the first colour and
+    differ in texture, classes 4-7 the second colour, and so on."""
     if not 2 <= num_classes <= MAX_CLASSES:
         raise DatasetError('the synthetic set supports 2..%d classes, got %r'
                            % (MAX_CLASSES, num_classes))
-    orbits, seen = [], set()
-    for bits in itertools.product((0, 1), repeat=BLOCKS * BLOCKS):
-        if bits not in seen:
-            pair = sorted({bits, _mirror_bits(bits)})
-            seen.update(pair)
-            orbits.append(pair)
+    return [(i // len(TEXTURES), TEXTURES[i % len(TEXTURES)]) for i in range(num_classes)]
 
-    def distance(a, b):
-        return min(sum(x != y for x, y in zip(p, q)) for p in a for q in b)
 
-    chosen = []
-    for min_dist in (3, 2, 1):  # blocks; later passes fill up when an earlier one runs out
-        for orbit in orbits:
-            if len(chosen) == num_classes:
-                break
-            if orbit not in chosen and all(distance(orbit, o) >= min_dist for o in chosen):
-                chosen.append(orbit)
-    return [[code_from_bits(b) for b in orbit] for orbit in chosen]
+def texture_cell(image_size):
+    """Cell side in pixels: a texture period (two cells) is 1/64 of the image side, so that at
+    64 pixels one period falls on one pixel."""
+    return max(1, int(round(image_size / 128.0)))
+
+
+def texture_mask(texture, side, cell, rng):
+    """``side`` x ``side`` 0/1 mask of a texture with ``cell``-pixel cells at a random phase."""
+    y, x = np.mgrid[0:side, 0:side]
+    y = y + rng.randint(2 * cell)
+    x = x + rng.randint(2 * cell)
+    if texture == 'horizontal':
+        v = y // cell
+    elif texture == 'vertical':
+        v = x // cell
+    elif texture == 'checker':
+        v = y // cell + x // cell
+    elif texture == 'diagonal':
+        v = (x + y if rng.rand() < 0.5 else x - y + 4 * side * cell) // cell
+    else:
+        raise DatasetError('unknown texture %r; choose from %s' % (texture, TEXTURES))
+    return (v % 2).astype(np.uint8)
 
 
 def _random_color(rng, lo=40, hi=220):
@@ -106,37 +104,24 @@ def _background(rng, size):
     return img
 
 
-def _draw_grid(img, code, x0, y0, cell):
-    """Paints a GRID x GRID code with ``cell``-pixel cells and a one-pixel dark frame."""
-    side = GRID * cell
+def _draw_badge(img, design, x0, y0, side, cell, rng):
+    """Paints the badge of ``design`` = (colour group, texture) at (x0, y0), ``side`` pixels."""
+    light, dark = (np.array(c, np.uint8) for c in BADGE_COLOURS[design[0]])
+    mask = texture_mask(design[1], side, cell, rng)
     cv2.rectangle(img, (x0 - 1, y0 - 1), (x0 + side, y0 + side), (BLACK,) * 3, 1)
-    block = np.where(np.kron(code, np.ones((cell, cell), np.uint8)) > 0, WHITE, BLACK)
-    img[y0:y0 + side, x0:x0 + side] = block[:, :, None].astype(np.uint8)
+    img[y0:y0 + side, x0:x0 + side] = np.where(mask[:, :, None] > 0, light, dark)
 
 
-STRIPE_BLOCKS = [np.array(b, np.uint8) for b in
-                 ([[1, 1], [0, 0]], [[0, 0], [1, 1]], [[1, 0], [1, 0]], [[0, 1], [0, 1]])]
-
-
-def _decoy_code(rng):
-    """A grid of the badge's size and cell size built from striped 2x2 blocks, so it is never a
-    class code: fine texture that is not the detail."""
-    return np.vstack([np.hstack([STRIPE_BLOCKS[rng.randint(4)] for _ in range(BLOCKS)])
-                      for _ in range(BLOCKS)])
-
-
-def render_image(codes, rng, size=256, detail_fraction=0.014):
-    """One image of the class whose badge variants are ``codes`` (one is drawn at random).
+def render_image(design, rng, size=256):
+    """One image of the class ``design`` = (colour group, texture), see :func:`class_designs`.
 
     Returns (uint8 BGR image of size x size, dict with the object box and the badge box as
-    [x0, y0, x1, y1] in pixels)."""
+    [x0, y0, x1, y1] in pixels, and the texture cell in pixels)."""
     img = _background(rng, size)
     obj = rng.uniform(0.45, 0.75) * size                       # object length in pixels
-    cell = max(2, int(round(detail_fraction * obj)))
-    for _ in range(rng.randint(2, 5)):                         # decoys of the same cell size
-        side = GRID * cell
-        x, y = (int(v) for v in rng.randint(1, size - side - 1, 2))
-        _draw_grid(img, _decoy_code(rng), x, y, cell)
+    cell = texture_cell(size)
+    period = 2 * cell
+    side = max(period, int(round(BADGE_FRACTION * obj / period)) * period)  # whole periods
 
     facing = 1 if rng.rand() < 0.5 else -1
     angle = rng.uniform(-25, 25)
@@ -166,10 +151,11 @@ def render_image(codes, rng, size=256, detail_fraction=0.014):
                      [hx + ux * head_r * 0.9, hy + uy * head_r * 0.9 + 0.04 * obj],
                      [hx + ux * head_r * 1.6, hy + uy * head_r * 1.6]], np.int32)
     cv2.fillPoly(img, [beak], (40, 160, 230), cv2.LINE_AA)
-    side = GRID * cell
+    # Mute the scene; the badge, drawn next, keeps its full contrast.
+    img = (128 + SCENE_CONTRAST * (img.astype(np.float32) - 128)).astype(np.uint8)
     bx = int(np.clip(round(hx - side / 2.0), 1, size - side - 1))
     by = int(np.clip(round(hy - side / 2.0), 1, size - side - 1))
-    _draw_grid(img, codes[rng.randint(len(codes))], bx, by, cell)
+    _draw_badge(img, design, bx, by, side, cell, rng)
 
     noise = rng.normal(0, 3, img.shape)
     img = np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
@@ -184,17 +170,16 @@ def class_names(num_classes):
 
 
 def make_synthetic_dataset(out_dir, num_classes=8, per_class_train=40, per_class_val=10,
-                           image_size=256, seed=0, quality=95, num_threads=None,
-                           detail_fraction=0.014):
+                           image_size=256, seed=0, quality=95, num_threads=None):
     """Renders and packs the synthetic set into ``out_dir`` (train.lst/val.lst, train.rec/.idx,
     val.rec/.idx, dataset.json, plus the PNGs under images/, which is replaced, and per-image
     boxes in synthetic.json). The same arguments give the same files. Returns ``out_dir``."""
     if image_size < 96:
-        raise DatasetError('synthetic image_size must be >= 96 so the badge cells stay >= 2 px '
-                           'relative to the object, got %r' % (image_size,))
+        raise DatasetError('synthetic image_size must be >= 96 so the badge stays several '
+                           'texture periods wide, got %r' % (image_size,))
     if per_class_train < 1 or per_class_val < 1:
         raise DatasetError('per_class_train and per_class_val must be >= 1')
-    codes = detail_codes(num_classes)
+    designs = class_designs(num_classes)
     names = class_names(num_classes)
     # Start from an empty images/ so PNGs of an earlier, larger call are not packed too.
     shutil.rmtree(os.path.join(out_dir, 'images'), ignore_errors=True)
@@ -212,7 +197,7 @@ def make_synthetic_dataset(out_dir, num_classes=8, per_class_train=40, per_class
         split, split_id, label, i, path = job
         # One generator per image: the output does not depend on thread scheduling.
         rng = np.random.RandomState([seed, split_id, label, i])
-        img, meta = render_image(codes[label], rng, image_size, detail_fraction)
+        img, meta = render_image(designs[label], rng, image_size)
         if not cv2.imwrite(path, img):
             raise DatasetError('cannot write %s' % path)
         meta.update(split=split, label=label,
@@ -223,10 +208,11 @@ def make_synthetic_dataset(out_dir, num_classes=8, per_class_train=40, per_class
         metas = list(pool.map(render, jobs))
     splits = list_folders(os.path.join(out_dir, 'images', 'train'),
                           val_root=os.path.join(out_dir, 'images', 'val'), name='synthetic')
-    params = {'num_classes': num_classes, 'per_class_train': per_class_train,
+    params = {'version': SYNTHETIC_VERSION, 'num_classes': num_classes,
+              'per_class_train': per_class_train,
               'per_class_val': per_class_val, 'image_size': image_size, 'seed': seed,
-              'detail_fraction': detail_fraction,
-              'codes': [[c.tolist() for c in variants] for variants in codes]}
+              'texture_cell': texture_cell(image_size),
+              'classes': [dict(colour_group=g, texture=t) for g, t in designs]}
     pack_dataset(splits, out_dir, resize=image_size, quality=quality, num_threads=num_threads,
                  layout='synthetic', extra_info={'synthetic': params})
     with open(os.path.join(out_dir, 'synthetic.json'), 'w') as f:
