@@ -7,9 +7,13 @@ sizes, data and budget, over a few seeds.
 
 Writes OUT/synthetic_study.md (the table), OUT/synthetic_study.png (the plot) and
 OUT/synthetic_study.json (every number), and prints the table. Finished runs are reused, so an
-interrupted study continues where it stopped. Target (issue 5): TASN ahead of the baseline by
-10 points or more at equal input resolution (both see the same input; the baseline's backbone
-sees it resized to --sample-size, TASN's the attention-sampled images of that size).
+interrupted study continues where it stopped, and parts can run as separate processes into the
+same --out (e.g. one variant each with OMP_NUM_THREADS=1: on the 2-core development machine two
+such processes ran as fast each as one process with two threads); a last call naming every
+variant and seed then only evaluates and writes the table. Target (issue 5): TASN ahead of the
+baseline by 10 points or more at equal input resolution (both see the same input; the
+baseline's backbone sees it resized to --sample-size, TASN's the attention-sampled images of
+that size).
 """
 import argparse
 import json
@@ -59,6 +63,7 @@ def _plot(path, summary, histories):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from tasn_gluon.engine.metrics import save_figure
     names = list(summary)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     means = [100 * summary[n]['mean'] for n in names]
@@ -78,8 +83,7 @@ def _plot(path, summary, histories):
     axes[1].set_title('validation accuracy per seed')
     axes[1].legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save_figure(fig, path, dpi=80)
 
 
 def main(argv=None):
@@ -87,7 +91,8 @@ def main(argv=None):
     import mxnet as mx
     from tasn_gluon.engine import find_checkpoint, get_contexts, run
     from tasn_gluon.engine.checkpoint import atomic_write_text
-    from tasn_gluon.engine.evaluation import evaluate_checkpoint
+    from tasn_gluon.engine.evaluation import evaluate_checkpoint, load_for_eval
+    from tasn_gluon.engine.zoom import badge_magnification
     from tasn_gluon.engine.recipes import resolve_config
     from tasn_gluon.engine.training import prepare_data_dir
 
@@ -106,10 +111,10 @@ def main(argv=None):
     common['data_dir'] = data_dir
     ctx = get_contexts(args.gpus)
     os.makedirs(args.out, exist_ok=True)
-    results, histories, seconds = {}, {}, {}
+    results, histories, seconds, zooms = {}, {}, {}, {}
     t0 = time.time()
     for v in variants:
-        results[v], histories[v], seconds[v] = [], [], []
+        results[v], histories[v], seconds[v], zooms[v] = [], [], [], []
         for seed in seeds:
             out = os.path.join(args.out, '%s-seed%d' % (v, seed))
             cfg = dict(common, seed=seed, out=out, **VARIANTS[v])
@@ -124,22 +129,32 @@ def main(argv=None):
             res = evaluate_checkpoint(out, data_dir, ctx)
             results[v].append(res['top1'])
             histories[v].append(find_checkpoint(out)['history'])
-            print('%s seed %d: top-1 %.2f%% (%.0fs)' % (v, seed, 100 * res['top1'],
-                                                        seconds[v][-1]), flush=True)
+            if VARIANTS[v]['method'] == 'tasn' and not VARIANTS[v].get('uniform_sampler'):
+                net = load_for_eval(out, ctx)[0]
+                zooms[v].append(float(badge_magnification(net, data_dir, ctx[0]).mean()))
+            print('%s seed %d: top-1 %.2f%% (%.0fs)%s' % (
+                v, seed, 100 * res['top1'], seconds[v][-1],
+                ', badge magnified %.2fx' % zooms[v][-1] if zooms[v] else ''), flush=True)
     summary = {v: dict(mean=float(np.mean(r)), std=float(np.std(r)), per_seed=r,
-                       train_seconds=seconds[v]) for v, r in results.items()}
+                       train_seconds=seconds[v], badge_magnification=zooms[v] or None)
+               for v, r in results.items()}
     cfg0 = resolve_config(dict(common))
     lines = ['Synthetic study: %s, input %d, attention %d, samples %d, %d epochs, batch %d, '
              'lr %g, seeds %s; %s; %.0f s in all.' % (
                  cfg0['net'], cfg0['input_size'], cfg0['att_size'], cfg0['sample_size'],
                  cfg0['epochs'], cfg0['batch_size'], cfg0['lr'], ','.join(map(str, seeds)),
                  'CPU' if not args.gpus else 'GPU ' + args.gpus, time.time() - t0), '',
-             '| variant | what | val top-1 (%) mean ± std | per seed |', '|---|---|---|---|']
+             '| variant | what | val top-1 (%) mean ± std | per seed | badge magnification |',
+             '|---|---|---|---|---|']
     for v in variants:
         s = summary[v]
-        lines.append('| %s | %s | %.2f ± %.2f | %s |' % (
+        zoom = s['badge_magnification']
+        lines.append('| %s | %s | %.2f ± %.2f | %s | %s |' % (
             v, DESCRIPTION[v], 100 * s['mean'], 100 * s['std'],
-            ', '.join('%.2f' % (100 * x) for x in s['per_seed'])))
+            ', '.join('%.2f' % (100 * x) for x in s['per_seed']),
+            '%.2fx' % np.mean(zoom) if zoom else '1x (plain resize)'))
+    lines += ['', 'Badge magnification: output pixels that sample the badge, per axis, relative '
+              'to a plain resize (structure-preserved image, val set, mean over seeds).']
     if 'tasn' in summary and 'baseline' in summary:
         gap = 100 * (summary['tasn']['mean'] - summary['baseline']['mean'])
         lines += ['', 'TASN - baseline: %+.2f points (target: +10 or more): %s'

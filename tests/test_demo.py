@@ -1,0 +1,27 @@
+"""make demo's engine (tasn_gluon.engine.demo.run_demo) end to end on the tiny synthetic set with
+small sizes: both methods trained and evaluated, the table, curves, pictures and summary."""
+import json
+import os
+
+from tasn_gluon.engine.demo import run_demo
+
+from test_train_support import NO_AUG, tiny_synthetic  # noqa: F401 (fixture)
+
+
+def test_demo_end_to_end(tiny_synthetic, tmp_path, capsys):
+    out = str(tmp_path / 'demo')
+    settings = dict(net='resnet18', input_size=64, att_size=32, sample_size=32, lr=0.01,
+                    max_batches_per_epoch=2, num_data_threads=1, aug=dict(NO_AUG))
+    summary = run_demo(out, data_dir=tiny_synthetic, epochs=1, batch_size=4, num_vis=1,
+                       progress=False, settings=settings)
+    for name in ('comparison.md', 'curves.png', 'summary.json', 'eval_tasn.json',
+                 'eval_baseline.json', 'vis/vis_000.png', 'tasn/metrics.csv',
+                 'baseline/metrics.csv'):
+        assert os.path.isfile(os.path.join(out, name)), name
+    assert json.load(open(os.path.join(out, 'summary.json'))) == summary
+    for method in ('tasn', 'baseline'):
+        assert summary['runs'][method]['num_images'] == 12       # every val image once
+    assert 0 < summary['badge_magnification'] <= 4.5
+    printed = capsys.readouterr().out
+    assert 'TASN (master_aux)' in printed and 'magnifies the badge' in printed
+    assert '### synthetic (built-in)' in open(os.path.join(out, 'comparison.md')).read()
