@@ -57,7 +57,7 @@ bench: setup
 	$(PY) bench/sampler.py
 	$(PY) bench/data.py
 	$(PY) bench/step.py
-	@echo "TASN vs baseline on the synthetic set (about 11 min per seed and variant on 2 cores):"
+	@echo "TASN vs baseline on the synthetic set (about 15 min per seed and TASN variant on 2 cores):"
 	@echo "  $(PY) bench/synthetic_study.py"
 
 clean:
