@@ -91,8 +91,8 @@ def main(argv=None):
     import mxnet as mx
     from tasn_gluon.engine import find_checkpoint, get_contexts, run
     from tasn_gluon.engine.checkpoint import atomic_write_text
-    from tasn_gluon.engine.evaluation import evaluate_checkpoint, load_for_eval
-    from tasn_gluon.engine.zoom import badge_magnification
+    from tasn_gluon.engine.evaluation import evaluate_checkpoint
+    from tasn_gluon.engine.zoom import checkpoint_badge_magnification
     from tasn_gluon.engine.recipes import resolve_config
     from tasn_gluon.engine.training import prepare_data_dir
 
@@ -130,8 +130,7 @@ def main(argv=None):
             results[v].append(res['top1'])
             histories[v].append(find_checkpoint(out)['history'])
             if VARIANTS[v]['method'] == 'tasn' and not VARIANTS[v].get('uniform_sampler'):
-                net = load_for_eval(out, ctx)[0]
-                zooms[v].append(float(badge_magnification(net, data_dir, ctx[0]).mean()))
+                zooms[v].append(checkpoint_badge_magnification(out, data_dir, ctx[0]))
             print('%s seed %d: top-1 %.2f%% (%.0fs)%s' % (
                 v, seed, 100 * res['top1'], seconds[v][-1],
                 ', badge magnified %.2fx' % zooms[v][-1] if zooms[v] else ''), flush=True)

@@ -165,6 +165,16 @@ def render_image(design, rng, size=256):
                  'detail_box': [bx, by, bx + side, by + side], 'cell': cell}
 
 
+def cached_version(out_dir):
+    """The design version of the synthetic set in ``out_dir`` (1 for sets written before versions
+    were recorded; None when there is no readable set there)."""
+    try:
+        with open(os.path.join(out_dir, 'dataset.json'), encoding='utf-8') as f:
+            return (json.load(f).get('synthetic') or {}).get('version', 1)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def class_names(num_classes):
     return ['class_%02d' % i for i in range(num_classes)]
 

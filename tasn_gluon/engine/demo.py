@@ -44,10 +44,8 @@ def _badge_zoom(run_dir, data_dir):
     which alone records where the badge is)."""
     if not os.path.isfile(os.path.join(data_dir, 'synthetic.json')):
         return None
-    from .evaluation import load_for_eval
-    from .zoom import badge_magnification
-    net = load_for_eval(run_dir, get_contexts(''))[0]
-    return float(badge_magnification(net, data_dir).mean())
+    from .zoom import checkpoint_badge_magnification
+    return checkpoint_badge_magnification(run_dir, data_dir)
 
 
 def run_demo(out='runs/demo', data_dir=None, epochs=None, batch_size=None, seed=0,

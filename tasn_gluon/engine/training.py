@@ -13,7 +13,6 @@ epoch number alone, and resuming after epoch E repeats exactly what an uninterru
 have done in epoch E+1.
 """
 import inspect
-import json
 import logging
 import math
 import os
@@ -26,7 +25,6 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..data.synthetic import SYNTHETIC_VERSION
 from .checkpoint import (atomic_write_text, find_checkpoint, load_checkpoint,
                          rng_record, restore_rng, save_checkpoint)
 from .devices import get_contexts, per_device_batch_size
@@ -219,15 +217,6 @@ def build_loss(cfg, components=None):
 
 # ------------------------------------------------------------------------------------ data
 
-def _synthetic_version(data_dir):
-    """The design version of the synthetic set cached in ``data_dir`` (None: none there)."""
-    try:
-        with open(os.path.join(data_dir, 'dataset.json'), encoding='utf-8') as f:
-            return (json.load(f).get('synthetic') or {}).get('version', 1)
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def prepare_data_dir(cfg, components=None):
     """The data folder: ``--data-dir``, or for ``--dataset synthetic`` the built-in set, generated
     (seeded) into a cache folder on first use and reused after."""
@@ -241,8 +230,9 @@ def prepare_data_dir(cfg, components=None):
     if cfg.get('dataset') != 'synthetic':
         raise ValueError('--data-dir is required for --dataset %s (a folder with train.rec, '
                          'val.rec and dataset.json)' % cfg.get('dataset'))
+    from ..data.synthetic import SYNTHETIC_VERSION, cached_version  # cv2: only when needed
     d = cfg.get('synthetic_dir') or default_synthetic_dir()
-    version = _synthetic_version(d)
+    version = cached_version(d)
     if version != SYNTHETIC_VERSION:
         # A cache written by an older design of the set would silently change the task.
         logger.info('generating the built-in synthetic set into %s (%s)', d,

@@ -14,7 +14,8 @@ import numpy as np
 from .. import ops
 from ..data import read_lst
 
-__all__ = ['badge_boxes', 'axis_magnification', 'badge_magnification']
+__all__ = ['badge_boxes', 'axis_magnification', 'badge_magnification',
+           'checkpoint_badge_magnification']
 
 
 def badge_boxes(data_dir, input_size):
@@ -56,3 +57,12 @@ def badge_magnification(net, data_dir, ctx=None, batch_size=16):
             mx_ = axis_magnification(xs[i], x0, x1, size, out)
             result.append(np.sqrt(my * mx_))
     return np.array(result)
+
+
+def checkpoint_badge_magnification(checkpoint, data_dir, ctx=None):
+    """Mean badge magnification of the TASN saved in ``checkpoint`` (a run directory or its
+    ``.params``) over ``data_dir``'s val set."""
+    from .evaluation import load_for_eval
+    ctx = ctx or mx.cpu()
+    net = load_for_eval(checkpoint, [ctx])[0]
+    return float(badge_magnification(net, data_dir, ctx).mean())
