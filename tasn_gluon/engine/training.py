@@ -230,7 +230,8 @@ def prepare_data_dir(cfg, components=None):
     if cfg.get('dataset') != 'synthetic':
         raise ValueError('--data-dir is required for --dataset %s (a folder with train.rec, '
                          'val.rec and dataset.json)' % cfg.get('dataset'))
-    from ..data.synthetic import SYNTHETIC_VERSION, cached_version  # cv2: only when needed
+    # Imported here: the data package is needed only when the built-in set is prepared.
+    from ..data.synthetic import SYNTHETIC_VERSION, cached_version
     d = cfg.get('synthetic_dir') or default_synthetic_dir()
     version = cached_version(d)
     if version != SYNTHETIC_VERSION:
