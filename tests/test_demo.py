@@ -1,9 +1,13 @@
 """make demo's engine (tasn_gluon.engine.demo.run_demo) end to end on the tiny synthetic set with
 small sizes: both methods trained and evaluated, the table, curves, pictures and summary."""
 import json
+import math
 import os
+import re
 
-from tasn_gluon.engine.demo import run_demo
+import pytest
+
+from tasn_gluon.engine.demo import _start_in_background, _wait_for, run_demo
 
 from test_train_support import NO_AUG, tiny_synthetic  # noqa: F401 (fixture)
 
@@ -25,3 +29,14 @@ def test_demo_end_to_end(tiny_synthetic, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert 'TASN (master_aux)' in printed and 'magnifies the badge' in printed
     assert '### synthetic (built-in)' in open(os.path.join(out, 'comparison.md')).read()
+
+
+def test_a_failed_background_training_is_reported(tmp_path):
+    log = str(tmp_path / 'run' / 'train.log')
+    proc, seconds = _start_in_background(dict(dataset='synthetic', progress=False,
+                                              data_dir=str(tmp_path / 'missing'),
+                                              out=str(tmp_path / 'run')))
+    with pytest.raises(RuntimeError, match='training the baseline failed .* see %s'
+                       % re.escape(log)):
+        _wait_for(proc, seconds, log)
+    assert proc.exitcode not in (0, None) and math.isnan(seconds.value)

@@ -15,7 +15,7 @@ def parse_args(argv=None):
     p.add_argument('--data-dir', default=None,
                    help='a packed set to use instead of the built-in synthetic one')
     p.add_argument('--epochs', type=int, default=None,
-                   help='epochs per method (default 6: the first 6 of the synthetic recipe)')
+                   help='epochs per method (default 3, the learning rate x0.1 for the third)')
     p.add_argument('--batch-size', type=int, default=None, help='batch size (recipe: 16)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--no-progress', action='store_true', help='no progress bars')

@@ -55,10 +55,10 @@ RECIPES = {
                  momentum=0.0, wd=0.0, input_size=512, att_size=224, sample_size=224,
                  aug=_OFFICIAL_AUG, note='project choice (the official code has no iNat '
                                          'configuration): 60 epochs, steps 20/40'),
-    # The built-in synthetic set: small images, ResNet-18, CPU friendly (about 12 min for TASN
-    # on 2 cores; make demo runs the first 6 epochs). Flipping keeps the class, so it is the one
+    # The built-in synthetic set: small images, ResNet-18, CPU friendly (12-15 min for TASN on one
+    # core; make demo runs a shortened schedule). Flipping keeps the class, so it is the one
     # augmentation kept; colour jitter would blur the colour groups.
-    'synthetic': dict(net='resnet18', batch_size=16, lr=0.05, lr_steps=[15], epochs=20,
+    'synthetic': dict(net='resnet18', batch_size=16, lr=0.05, lr_steps=[5], epochs=6,
                       momentum=0.9, wd=1e-4, input_size=256, att_size=64, sample_size=64,
                       aug=dict(rand_mirror=True, max_rotate_angle=0, brightness=0, contrast=0,
                                saturation=0, pca_noise=0),
