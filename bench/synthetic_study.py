@@ -10,7 +10,9 @@ OUT/synthetic_study.json (every number), and prints the table. Finished runs are
 interrupted study continues where it stopped, and parts can run as separate processes into the
 same --out (e.g. one variant each with OMP_NUM_THREADS=1: on the 2-core development machine two
 such processes ran as fast each as one process with two threads); a last call naming every
-variant and seed then only evaluates and writes the table. Target (issue 5): TASN ahead of the
+variant and seed then only evaluates and writes the table (with --only-finished, the table of
+whatever runs are finished, e.g. the ablations with one seed beside TASN and the baseline with
+five, without training anything). Target (issue 5): TASN ahead of the
 baseline by 10 points or more at equal input resolution (both see the same input; the
 baseline's backbone sees it resized to --sample-size, TASN's the attention-sampled images of
 that size).
@@ -56,6 +58,8 @@ def parse_args(argv=None):
     a('--att-size', type=int, default=None)
     a('--sample-size', type=int, default=None)
     a('--no-progress', action='store_true')
+    a('--only-finished', action='store_true',
+      help='train nothing: the table of the finished runs in --out among --variants x --seeds')
     return p.parse_args(argv)
 
 
@@ -111,15 +115,18 @@ def main(argv=None):
     common['data_dir'] = data_dir
     ctx = get_contexts(args.gpus)
     os.makedirs(args.out, exist_ok=True)
-    results, histories, seconds, zooms = {}, {}, {}, {}
+    results, histories, seconds, zooms, done = {}, {}, {}, {}, {}
     t0 = time.time()
     for v in variants:
-        results[v], histories[v], seconds[v], zooms[v] = [], [], [], []
+        results[v], histories[v], seconds[v], zooms[v], done[v] = [], [], [], [], []
         for seed in seeds:
             out = os.path.join(args.out, '%s-seed%d' % (v, seed))
             cfg = dict(common, seed=seed, out=out, **VARIANTS[v])
             want = resolve_config(cfg)['epochs']
             rec = find_checkpoint(out)
+            if args.only_finished and (rec is None or rec['epoch'] < want):
+                continue
+            done[v].append(seed)
             tic = time.time()
             if rec is None:
                 run(cfg)
@@ -134,30 +141,36 @@ def main(argv=None):
             print('%s seed %d: top-1 %.2f%% (%.0fs)%s' % (
                 v, seed, 100 * res['top1'], seconds[v][-1],
                 ', badge magnified %.2fx' % zooms[v][-1] if zooms[v] else ''), flush=True)
-    summary = {v: dict(mean=float(np.mean(r)), std=float(np.std(r)), per_seed=r,
+    summary = {v: dict(mean=float(np.mean(r)), std=float(np.std(r)), seeds=done[v], per_seed=r,
                        train_seconds=seconds[v], badge_magnification=zooms[v] or None)
-               for v, r in results.items()}
+               for v, r in results.items() if r}
+    if not summary:
+        print('error: no finished run in %s for variants %s and seeds %s'
+              % (args.out, ','.join(variants), args.seeds), file=sys.stderr)
+        return 2
     cfg0 = resolve_config(dict(common))
     lines = ['Synthetic study: %s, input %d, attention %d, samples %d, %d epochs, batch %d, '
              'lr %g, seeds %s; %s; %.0f s in all.' % (
                  cfg0['net'], cfg0['input_size'], cfg0['att_size'], cfg0['sample_size'],
-                 cfg0['epochs'], cfg0['batch_size'], cfg0['lr'], ','.join(map(str, seeds)),
+                 cfg0['epochs'], cfg0['batch_size'], cfg0['lr'],
+                 ','.join(map(str, sorted({x for s in summary.values() for x in s['seeds']}))),
                  'CPU' if not args.gpus else 'GPU ' + args.gpus, time.time() - t0), '',
              '| variant | what | val top-1 (%) mean ± std | per seed | badge magnification |',
              '|---|---|---|---|---|']
-    for v in variants:
-        s = summary[v]
+    for v, s in summary.items():
         zoom = s['badge_magnification']
         lines.append('| %s | %s | %.2f ± %.2f | %s | %s |' % (
             v, DESCRIPTION[v], 100 * s['mean'], 100 * s['std'],
-            ', '.join('%.2f' % (100 * x) for x in s['per_seed']),
+            ', '.join('%d: %.2f' % (seed, 100 * x) for seed, x in zip(s['seeds'], s['per_seed'])),
             '%.2fx' % np.mean(zoom) if zoom else '1x (plain resize)'))
     lines += ['', 'Badge magnification: output pixels that sample the badge, per axis, relative '
               'to a plain resize (structure-preserved image, val set, mean over seeds).']
     if 'tasn' in summary and 'baseline' in summary:
         gap = 100 * (summary['tasn']['mean'] - summary['baseline']['mean'])
-        lines += ['', 'TASN - baseline: %+.2f points (target: +10 or more): %s'
-                  % (gap, 'met' if gap >= 10 else 'NOT met')]
+        same = summary['tasn']['seeds'] == summary['baseline']['seeds']
+        lines += ['', 'TASN - baseline: %+.2f points (target: +10 or more): %s%s'
+                  % (gap, 'met' if gap >= 10 else 'NOT met',
+                     '' if same else ' (careful: the two were run with different seeds)')]
     table = '\n'.join(lines)
     atomic_write_text(os.path.join(args.out, 'synthetic_study.md'), table + '\n')
     atomic_write_text(os.path.join(args.out, 'synthetic_study.json'),
