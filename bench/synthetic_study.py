@@ -127,15 +127,15 @@ def main(argv=None):
             if args.only_finished and (rec is None or rec['epoch'] < want):
                 continue
             done[v].append(seed)
-            tic = time.time()
             if rec is None:
                 run(cfg)
             elif rec['epoch'] < want:
                 run(dict(resume=out, epochs=want, progress=cfg['progress']))
-            seconds[v].append(time.time() - tic)
             res = evaluate_checkpoint(out, data_dir, ctx)
             results[v].append(res['top1'])
             histories[v].append(find_checkpoint(out)['history'])
+            # From the run's own record, so that reused and resumed runs count in full.
+            seconds[v].append(sum(r['epoch_time_s'] for r in histories[v][-1]))
             if VARIANTS[v]['method'] == 'tasn' and not VARIANTS[v].get('uniform_sampler'):
                 zooms[v].append(checkpoint_badge_magnification(out, data_dir, ctx[0]))
             print('%s seed %d: top-1 %.2f%% (%.0fs)%s' % (

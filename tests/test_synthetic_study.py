@@ -32,6 +32,7 @@ def test_study_trains_then_tabulates_finished_runs(tiny_synthetic, tmp_path, cap
     summary = json.load(open(os.path.join(out, 'synthetic_study.json')))['summary']
     assert sorted(summary) == ['baseline', 'tasn']
     assert summary['tasn']['seeds'] == [0] and len(summary['tasn']['badge_magnification']) == 1
+    assert summary['tasn']['train_seconds'][0] > 0          # the run's own time, not this call's
     table = capsys.readouterr().out
     assert '| tasn | TASN' in table and 'TASN - baseline:' in table
     assert study.main(small + ['--seeds', '5', '--only-finished']) == 2     # nothing finished
