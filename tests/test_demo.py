@@ -1,5 +1,6 @@
 """make demo's engine (tasn_gluon.engine.demo.run_demo) end to end on the tiny synthetic set with
-small sizes: both methods trained and evaluated, the table, curves, pictures and summary."""
+small sizes: both methods trained (the baseline in a background process) and evaluated, the
+table, curves, pictures and summary; a failed background training is reported."""
 import json
 import math
 import os
