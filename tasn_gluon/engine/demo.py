@@ -141,9 +141,8 @@ def run_demo(out='runs/demo', data_dir=None, epochs=None, batch_size=None, seed=
                                            os.path.join(out, 'baseline', 'train.log'))}
     for method in ('tasn', 'baseline'):
         tic = time.time()
-        res = evaluate_checkpoint(os.path.join(out, method), data_dir, get_contexts(''),
-                                  out=os.path.join(out, 'eval_%s.json' % method))
-        res['label'] = method
+        res = evaluate_checkpoint(os.path.join(out, method), data_dir, get_contexts(''))
+        res['label'] = method                  # written once, with the label the table shows
         write_result_json(os.path.join(out, 'eval_%s.json' % method), res)
         logger.info('evaluation of %s:\n%s', method, format_result(res))
         summary['runs'][method] = dict(train_seconds=train_seconds[method],
