@@ -219,12 +219,16 @@ setup(
     name='tasn-gluon',
     version='0.1.0',
     description='Trilinear Attention Sampling Network (CVPR 2019) on MXNet/Gluon 1.9.1',
-    packages=find_packages(include=['tasn_gluon', 'tasn_gluon.*', 'symbols', 'symbols.*']),
-    package_data={'tasn_gluon.ops': ['csrc/*']},
+    # the checkout's top-level symbols/ folder is installed as tasn_gluon.symbols
+    packages=find_packages(include=['tasn_gluon', 'tasn_gluon.*']) + ['tasn_gluon.symbols'],
+    package_dir={'tasn_gluon.symbols': 'symbols'},
+    package_data={'tasn_gluon.ops': ['csrc/*'], 'tasn_gluon.symbols': ['*.tsv']},
     ext_modules=[Extension('tasn_gluon.ops.libtasn_ops', sources=[]),
                  Extension('tasn_gluon.ops.libtasn_sampler', sources=[])],
     cmdclass={'build_ext': BuildOps},
     python_requires='>=3.8',
-    install_requires=['numpy', 'tqdm', 'matplotlib'],
+    # MXNet itself is not listed: its CPU (mxnet) and CUDA (mxnet-cu112, ...) builds are
+    # different packages of one module; `make setup MXNET=...` installs the chosen one.
+    install_requires=['numpy', 'opencv-python', 'scipy', 'matplotlib', 'tqdm'],
     zip_safe=False,
 )

@@ -26,12 +26,10 @@ wall-time ratios mean anything. Record the printed ratios in docs/benchmarks.md.
 """
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 mx = autograd = ops = mz = TASNLoss = None  # imported in main(), after OMP_NUM_THREADS is set
 
 

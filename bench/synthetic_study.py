@@ -25,7 +25,14 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tasn_gluon.engine import find_checkpoint, get_contexts, run
+from tasn_gluon.engine.builders import prepare_data_dir
+from tasn_gluon.engine.checkpoint import atomic_write_text
+from tasn_gluon.engine.config import resolve_config
+from tasn_gluon.engine.evaluation import evaluate_checkpoint
+from tasn_gluon.engine.logs import run_log
+from tasn_gluon.engine.metrics import save_figure
+from tasn_gluon.reports.zoom import checkpoint_badge_magnification
 
 VARIANTS = {
     'tasn': dict(method='tasn'),
@@ -67,7 +74,6 @@ def _plot(path, summary, histories):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    from tasn_gluon.engine.metrics import save_figure
     names = list(summary)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     means = [100 * summary[n]['mean'] for n in names]
@@ -92,13 +98,6 @@ def _plot(path, summary, histories):
 
 def main(argv=None):
     args = parse_args(argv)
-    import mxnet as mx
-    from tasn_gluon.engine import find_checkpoint, get_contexts, run
-    from tasn_gluon.engine.checkpoint import atomic_write_text
-    from tasn_gluon.engine.evaluation import evaluate_checkpoint
-    from tasn_gluon.engine.zoom import checkpoint_badge_magnification
-    from tasn_gluon.engine.recipes import resolve_config
-    from tasn_gluon.engine.training import prepare_data_dir
 
     seeds = [int(s) for s in args.seeds.split(',') if s.strip()]
     variants = [v.strip() for v in args.variants.split(',') if v.strip()]
@@ -110,7 +109,7 @@ def main(argv=None):
     common = dict(dataset='synthetic', data_dir=args.data_dir, gpus=args.gpus, net=args.net,
                   epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                   lr_steps=args.lr_steps, input_size=args.input_size, att_size=args.att_size,
-                  sample_size=args.sample_size, progress=not args.no_progress)
+                  sample_size=args.sample_size, progress=False if args.no_progress else None)
     data_dir = prepare_data_dir(resolve_config(common))
     common['data_dir'] = data_dir
     ctx = get_contexts(args.gpus)
@@ -122,15 +121,15 @@ def main(argv=None):
         for seed in seeds:
             out = os.path.join(args.out, '%s-seed%d' % (v, seed))
             cfg = dict(common, seed=seed, out=out, **VARIANTS[v])
-            want = resolve_config(cfg)['epochs']
+            want = resolve_config(cfg).epochs
             rec = find_checkpoint(out)
             if args.only_finished and (rec is None or rec['epoch'] < want):
                 continue
             done[v].append(seed)
-            if rec is None:
-                run(cfg)
-            elif rec['epoch'] < want:
-                run(dict(resume=out, epochs=want, progress=cfg['progress']))
+            if rec is None or rec['epoch'] < want:
+                with run_log(out):
+                    run(cfg if rec is None else dict(resume=out, epochs=want,
+                                                     progress=cfg['progress']))
             res = evaluate_checkpoint(out, data_dir, ctx)
             results[v].append(res['top1'])
             histories[v].append(find_checkpoint(out)['history'])
@@ -151,8 +150,8 @@ def main(argv=None):
     cfg0 = resolve_config(dict(common))
     lines = ['Synthetic study: %s, input %d, attention %d, samples %d, %d epochs, batch %d, '
              'lr %g, seeds %s; %s; %.0f s in all.' % (
-                 cfg0['net'], cfg0['input_size'], cfg0['att_size'], cfg0['sample_size'],
-                 cfg0['epochs'], cfg0['batch_size'], cfg0['lr'],
+                 cfg0.net, cfg0.input_size, cfg0.att_size, cfg0.sample_size,
+                 cfg0.epochs, cfg0.batch_size, cfg0.lr,
                  ','.join(map(str, sorted({x for s in summary.values() for x in s['seeds']}))),
                  'CPU' if not args.gpus else 'GPU ' + args.gpus, time.time() - t0), '',
              '| variant | what | val top-1 (%) mean ± std | per seed | badge magnification |',
@@ -174,7 +173,7 @@ def main(argv=None):
     table = '\n'.join(lines)
     atomic_write_text(os.path.join(args.out, 'synthetic_study.md'), table + '\n')
     atomic_write_text(os.path.join(args.out, 'synthetic_study.json'),
-                      json.dumps(dict(config=cfg0, summary=summary), indent=1,
+                      json.dumps(dict(config=cfg0.to_dict(), summary=summary), indent=1,
                                  default=str) + '\n')
     _plot(os.path.join(args.out, 'synthetic_study.png'), summary, histories)
     print(table)

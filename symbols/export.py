@@ -2,28 +2,23 @@
 
 The graph is TASN's inference path (``TASNPredictor``: attention net, structure map, the
 AttSampler operator, backbone, shared fc; output = the "master_aux" logits), or the baseline
-network for a baseline run. Load it back with ``symbols.module_scorer.load_module`` (Module
-API), ``mx.gluon.SymbolBlock.imports`` or ``tools/eval.py --checkpoint NAME-symbol.json``, after
-``tasn_gluon.ops.load()``.
+network for a baseline run. Load it back with ``tasn_gluon.symbols.module_scorer.load_module``
+(Module API), ``mx.gluon.SymbolBlock.imports`` or ``tools/eval.py --checkpoint NAME-symbol.json``,
+after ``tasn_gluon.ops.load()``.
 """
 import os
 
 import mxnet as mx
 
-__all__ = ['inference_block', 'export_checkpoint']
+from tasn_gluon.engine.checkpoint import write_export_info
+from tasn_gluon.engine.evaluation import load_model
 
-
-def inference_block(net, method):
-    """The block to export for a network built by the trainer: TASN -> its predictor."""
-    if method == 'tasn':
-        return net.predictor()
-    if method == 'baseline':
-        return net
-    raise ValueError('cannot export a %r network (tasn or baseline)' % (method,))
+__all__ = ['export_checkpoint']
 
 
 def export_checkpoint(checkpoint, prefix, epoch=0, ctx=None, overrides=None):
-    """Writes ``PREFIX-symbol.json`` and ``PREFIX-%04d.params`` (``epoch``) for ``checkpoint``.
+    """Writes ``PREFIX-symbol.json``, ``PREFIX-%04d.params`` (``epoch``) and ``PREFIX-info.json``
+    (the classes and the run configuration) for ``checkpoint``.
 
     Parameters
     ----------
@@ -39,18 +34,17 @@ def export_checkpoint(checkpoint, prefix, epoch=0, ctx=None, overrides=None):
 
     Returns
     -------
-    (symbol_path, params_path, cfg)
+    The paths written: (symbol, params, info).
     """
-    from tasn_gluon.engine.evaluation import load_for_eval
     ctx = ctx or mx.cpu()
     if str(checkpoint).endswith('-symbol.json'):
         raise ValueError('%s is already an exported graph' % checkpoint)
-    net, cfg, method, _ = load_for_eval(os.fspath(checkpoint), [ctx], overrides)
-    block = inference_block(net, method)
+    model = load_model(checkpoint, [ctx], overrides)
+    block = model.inference_net
     block.hybridize()
-    size = int(cfg['input_size'])
+    size = model.input_size
     block(mx.nd.zeros((1, 3, size, size), ctx=ctx))  # builds the graph to export
-    folder = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(folder, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     block.export(prefix, epoch=int(epoch))
-    return prefix + '-symbol.json', prefix + '-%04d.params' % int(epoch), cfg
+    info = write_export_info(prefix, model.num_classes, model.class_names, model.cfg.to_dict())
+    return prefix + '-symbol.json', prefix + '-%04d.params' % int(epoch), info

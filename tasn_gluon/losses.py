@@ -10,12 +10,16 @@ Sampling Network for Fine-grained Image Recognition", CVPR 2019, Sec. 3.3 (disti
 (structure image). The official code lets the gradient flow through the teacher's soft targets;
 that is the default here, ``detach_teacher=True`` stops it.
 """
+import mxnet as mx
 from mxnet.gluon.block import HybridBlock
 
-__all__ = ['TERM_NAMES', 'DEFAULT_WEIGHTS', 'TASNLoss', 'softmax_cross_entropy',
+__all__ = ['HEADS', 'TERM_NAMES', 'DEFAULT_WEIGHTS', 'TASNLoss', 'softmax_cross_entropy',
            'distillation_loss']
 
-TERM_NAMES = ('att', 'part', 'master', 'part_aux', 'master_aux', 'kd')
+# The five predictions of TASN, in the order the model returns them (spec section 6);
+# "master_aux" (the shared fc on the structure-preserved image) is the reported accuracy.
+HEADS = ('att', 'part', 'master', 'part_aux', 'master_aux')
+TERM_NAMES = HEADS + ('kd',)
 DEFAULT_WEIGHTS = dict(att=1.0, part=0.5, master=0.5, part_aux=0.5, master_aux=0.5, kd=1.0)
 
 
@@ -77,14 +81,14 @@ class TASNLoss(HybridBlock):
     @staticmethod
     def _unpack(outputs):
         outputs = tuple(outputs)
-        if len(outputs) != 5:
-            raise ValueError('TASNLoss expects the 5 logits (att, part, master, part_aux, '
-                             'master_aux), got %d outputs' % len(outputs))
+        if len(outputs) != len(HEADS):
+            raise ValueError('TASNLoss expects the 5 logits %s, got %d outputs'
+                             % (', '.join(HEADS), len(outputs)))
         return outputs
 
     def _terms(self, F, att, part, master, part_aux, master_aux, label):
         ce = [softmax_cross_entropy(F, z, label) for z in (att, part, master, part_aux,
-                                                           master_aux)]
+                                                           master_aux)]  # HEADS' order
         kd = distillation_loss(F, part, master, self.temperature, self.detach_teacher)
         return ce + [kd]
 
@@ -98,7 +102,6 @@ class TASNLoss(HybridBlock):
     def terms(self, outputs, label):
         """The six unweighted per-sample terms ``{'att', 'part', 'master', 'part_aux',
         'master_aux', 'kd'}``, each (N,) (imperative, NDArrays)."""
-        import mxnet as mx
         return dict(zip(TERM_NAMES, self._terms(mx.nd, *self._unpack(outputs), label)))
 
     def __repr__(self):

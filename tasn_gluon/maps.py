@@ -1,14 +1,35 @@
 """From attention maps to the sampler's inputs (TASN spec section 4).
 
-* structure map: the sum of all attention maps, upsampled to the input size, squared;
-* detail map: one uniformly random attention map per image while training, the sum of all maps
-  at inference; upsampled to the input size, not squared;
+* structure map: the sum of the attention maps, each *distinct* map once (or, in legacy mode,
+  weighted by the official code's mask), upsampled to the input size, squared;
+* detail map: while training, one map drawn uniformly among the distinct maps of each image;
+  at inference the plain sum of all maps; upsampled to the input size, not squared;
 * marginals of a map A (H x W): ``row[r] = max_c A[r, c]`` (the row profile, drives y) and
   ``col[c] = max_r A[r, c]`` (the column profile, drives x), each divided by its sum.
 
+Distinct maps
+-------------
+Maps tie whenever channels of the features X are zero everywhere (they all give the same
+trilinear map) or the relation softmax saturates; on a trained model most of the 512 maps are
+copies of a handful. The official code tells maps apart by their spatial sums: per image,
+``a_c = sum over positions of map c``. Here, as there, maps with equal sums form one group:
+
+* :func:`distinct_mask` marks the first channel of every group: the structure map of the default
+  mode sums each distinct map once;
+* :func:`official_structure_mask` is the official ``Structure_Att`` mask, kept for legacy mode:
+  ``idx = argsort(a)``, ``keep_sorted = [1] + (a[idx][1:] != a[idx][:-1])``, applied to the
+  channels *in channel order* (a mask meant for the sorted order; the author acknowledged the
+  defect). It keeps as many maps as there are groups, but mostly the wrong ones;
+* :func:`draw_distinct` draws the training detail map uniformly among the groups, as the
+  official ``Detail_Att`` does (tied maps are identical, so which member stands for its group
+  does not matter).
+
+Ties are exact float equality, as in the official code: tied maps come from identical rows of
+the relation matrix and are computed by identical arithmetic.
+
 Every resize is MXNet's align-corners bilinear ``contrib.BilinearResize2D``, as in the official
 graph. The functions take the namespace ``F`` (``mx.nd`` or ``mx.sym``) first, so they work
-inside ``hybrid_forward``.
+inside ``hybrid_forward``, on the whole batch at once.
 
 Train / predict switch inside a graph
 -------------------------------------
@@ -16,13 +37,14 @@ A hybridized block runs as a CachedOp that only knows the ``is_train`` flag of t
 (``autograd.is_training()``). :func:`train_indicator` turns that flag into a tensor: ``Dropout``
 with p = 0.5 on a tensor of ones returns exactly 1 at inference (identity) and only 0 or 2 while
 training, so ``(dropout(ones) != 1)`` is 1.0 in training and 0.0 in inference, in imperative and
-hybridized mode alike. The random channel comes from ``random.uniform_like``, so it follows
+hybridized mode alike. The random draw comes from ``random.uniform_like``, so it follows
 ``mx.random.seed``.
 """
 from mxnet.gluon.block import HybridBlock
 
-__all__ = ['resize_bilinear', 'train_indicator', 'channel_weights', 'weighted_maps',
-           'structure_map', 'detail_map', 'marginal_profiles', 'structure_profiles',
+__all__ = ['resize_bilinear', 'train_indicator', 'channel_sums', 'distinct_mask',
+           'official_structure_mask', 'structure_weights', 'draw_distinct', 'detail_weights',
+           'weighted_maps', 'marginal_profiles', 'sampler_inputs', 'structure_profiles',
            'MapsToProfiles']
 
 # A profile is divided by (sum + _EPS): an all-zero map gives an all-zero profile, which the
@@ -46,36 +68,73 @@ def train_indicator(F, ref):
     return F.BlockGrad(F.Dropout(ones, p=0.5, cudnn_off=True) != 1)
 
 
-def _first_pixel(F, maps):
-    """(N, C) slice of (N, C, h, w), used for its shape and dtype only."""
-    return F.reshape(F.slice(maps, begin=(None, None, 0, 0), end=(None, None, 1, 1)), (0, -1))
+def channel_sums(F, x, attention=None):
+    """(N, C) spatial sums of the attention maps: of ``x`` (N, C, h, w) itself, or, with
+    ``attention`` (a TrilinearAttention) given, of the maps ``M = relation @ X`` of the features
+    ``x`` without forming them (``sum over positions of M = relation @ (sum over positions of
+    X)``)."""
+    sums = F.sum(F.reshape(x, (0, 0, -1)), axis=-1, keepdims=True)          # (N, C, 1)
+    rel = attention.relation(F, x) if attention is not None else None
+    if rel is not None:
+        sums = F.batch_dot(rel, sums)
+    return F.reshape(sums, (0, -1))
 
 
-def channel_weights(F, maps, channels, train=None, channel=None):
-    """(N, C) weights that turn C maps into the detail map.
+def _index_pairs(F, sums, compare):
+    """(C, C) constant ``compare(i, j)`` over channel indices, e.g. F.broadcast_lesser."""
+    idx = F.contrib.arange_like(sums, axis=1)                               # (C,)
+    return compare(F.reshape(idx, (-1, 1)), F.reshape(idx, (1, -1)))        # [i, j]
 
-    Parameters
-    ----------
-    maps : (N, C, H, W)
-    channels : int
-        C.
-    train : (N, 1) tensor or None
-        1.0: one uniformly random channel per image (one-hot weights); 0.0: all ones (sum).
-        None: computed with :func:`train_indicator`.
-    channel : (N,) tensor of channel indices or None
-        Use these channels instead of random ones when ``train`` is 1 (for visualisation).
+
+def distinct_mask(F, sums):
+    """(N, C): 1 for the first channel of every group of channels with equal sums, else 0."""
+    equal = F.broadcast_equal(F.expand_dims(sums, axis=2), F.expand_dims(sums, axis=1))
+    later = _index_pairs(F, sums, F.broadcast_greater)                      # [i, j] = i > j
+    earlier_twins = F.sum(F.broadcast_mul(equal, F.expand_dims(later, axis=0)), axis=-1)
+    return earlier_twins == 0
+
+
+def official_structure_mask(F, sums):
+    """(N, C): the official ``Structure_Att`` weights (see the module docstring)."""
+    ordered = F.sort(sums, axis=-1)
+    changed = F.slice_axis(ordered, axis=1, begin=1, end=None) != \
+        F.slice_axis(ordered, axis=1, begin=0, end=-1)
+    return F.concat(F.ones_like(F.slice_axis(ordered, axis=1, begin=0, end=1)), changed, dim=1)
+
+
+def structure_weights(F, sums, official=False):
+    """(N, C) weights of the structure map: each distinct map once, or the official mask."""
+    return official_structure_mask(F, sums) if official else distinct_mask(F, sums)
+
+
+def draw_distinct(F, first, u):
+    """One-hot (N, C) of a channel drawn uniformly among the distinct maps.
+
+    ``first`` is :func:`distinct_mask` (K ones per image), ``u`` (N, 1) uniform in [0, 1): the
+    k-th first channel is chosen, k = floor(u * K).
     """
-    first = F.BlockGrad(_first_pixel(F, maps))                            # (N, C)
-    if channel is None:
-        u = F.random.uniform_like(F.slice_axis(first, axis=1, begin=0, end=1))  # (N, 1)
-        channel = F.clip(F.floor(u * channels), 0, channels - 1)
-    # one-hot built from comparisons so that it keeps the dtype of the maps
-    index = F.broadcast_add(F.zeros_like(first),
-                            F.reshape(F.contrib.arange_like(first, axis=1), (1, -1)))
-    onehot = F.broadcast_equal(index, F.reshape(channel, (-1, 1)))        # (N, C)
+    count = F.sum(first, axis=1, keepdims=True)                             # K, (N, 1)
+    k = F.broadcast_minimum(F.floor(u * count), count - 1)
+    upto = _index_pairs(F, first, F.broadcast_lesser_equal)                 # [j, c] = j <= c
+    rank = F.dot(first, upto)                                               # firsts in 0..c
+    return first * F.broadcast_equal(rank, k + 1)
+
+
+def detail_weights(F, first, train=None, channel=None):
+    """(N, C) weights of the detail map: in training (``train`` (N, 1) = 1) one distinct map
+    drawn per image, at inference (0) all ones; ``train`` None: :func:`train_indicator`. With
+    ``channel`` (N,) given, those channels in either mode (pictures)."""
+    if channel is not None:
+        index = F.broadcast_like(F.reshape(F.contrib.arange_like(first, axis=1), (1, -1)),
+                                 first)
+        return F.broadcast_equal(index, F.reshape(channel, (-1, 1)))
+    # the draw before the train indicator: the order in which a hybridized graph runs the two
+    # random operators, so that imperative and hybridized runs draw alike for one seed
+    u = F.random.uniform_like(F.slice_axis(first, axis=1, begin=0, end=1))       # (N, 1)
+    chosen = draw_distinct(F, first, u)
     if train is None:
-        train = train_indicator(F, maps)
-    return F.broadcast_mul(onehot, train) + F.broadcast_mul(F.ones_like(onehot), 1 - train)
+        train = train_indicator(F, first)
+    return F.broadcast_mul(chosen, train) + F.broadcast_mul(F.ones_like(chosen), 1 - train)
 
 
 def weighted_maps(F, maps, weights):
@@ -85,29 +144,11 @@ def weighted_maps(F, maps, weights):
     return F.reshape_like(out, maps, lhs_begin=2, rhs_begin=2)
 
 
-def structure_map(F, maps, size):
-    """Structure map (N, size, size): channel sum, upsampled, squared."""
-    ones = F.expand_dims(F.ones_like(_first_pixel(F, maps)), axis=1)        # (N, 1, C)
-    up = resize_bilinear(F, weighted_maps(F, maps, ones), size)
-    return F.square(F.reshape(up, (0, -3, 0)))
-
-
-def detail_map(F, maps, size, weights):
-    """Detail map (N, size, size): ``weights`` (N, C) (from :func:`channel_weights`) applied to
-    the channels, upsampled, not squared."""
-    up = resize_bilinear(F, weighted_maps(F, maps, F.expand_dims(weights, axis=1)), size)
-    return F.reshape(up, (0, -3, 0))
-
-
-def _hw(size):
-    return (int(size), int(size)) if isinstance(size, (int, float)) else tuple(map(int, size))
-
-
 def _profiles(F, amaps, size):
     """Row and column profiles of (N, K, H, W) maps -> ((N, K, H), (N, K, W)); ``size`` is
     H = W or (H, W). Max pooling over a full row / column: exact, and much faster on CPU than
     MXNet's ``max`` over a middle axis."""
-    h, w = _hw(size)
+    h, w = (int(size), int(size)) if isinstance(size, (int, float)) else map(int, size)
     row = F.reshape(F.Pooling(amaps, kernel=(1, w), pool_type='max'), (0, 0, -1))
     col = F.reshape(F.Pooling(amaps, kernel=(h, 1), pool_type='max'), (0, 0, -1))
     row = F.broadcast_div(row, F.sum(row, axis=-1, keepdims=True) + _EPS)
@@ -123,56 +164,67 @@ def marginal_profiles(F, amap, size):
     return F.reshape(row, (0, -1)), F.reshape(col, (0, -1))
 
 
-def structure_profiles(F, maps, size, attention=None):
-    """Row and column profiles (N, size) of the structure map of ``maps`` (N, C, h, w), or, with
-    ``attention`` given, of the attention maps of the features ``maps`` (without forming them).
+def sampler_inputs(F, x, input_size, attention=None, official_mask=False, channel=None):
+    """Features (or attention maps) -> the sampler's profiles of the detail and structure images.
+
+    Parameters
+    ----------
+    x : (N, C, h, w)
+        The feature map X when ``attention`` (a TrilinearAttention) is given: only the two
+        needed combinations of its attention maps are computed (``attention.combine``), never
+        all C maps. Otherwise ``x`` holds the attention maps themselves.
+    input_size : int
+        Side of the image the sampler reads (512); the maps are upsampled to it.
+    official_mask : bool
+        The official structure-map mask (legacy mode) instead of each distinct map once.
+    channel : (N,) or None
+        The detail map's channels, in either mode, instead of the mode's own choice (pictures).
+
+    Returns
+    -------
+    ``(detail_y, detail_x, structure_y, structure_x, detail_map, structure_map, num_distinct)``:
+    row (y) and column (x) profiles (N, input_size), the two upsampled maps (N, input_size,
+    input_size), and the number of distinct maps of each image (N,). No gradient flows back.
     """
-    ones = F.expand_dims(F.ones_like(_first_pixel(F, maps)), axis=1)        # (N, 1, C)
-    small = weighted_maps(F, maps, ones) if attention is None \
-        else attention.combine(F, maps, ones)
-    row, col = _profiles(F, F.square(resize_bilinear(F, small, size)), size)
+    x = F.BlockGrad(x)
+    sums = channel_sums(F, x, attention)                                   # (N, C)
+    first = distinct_mask(F, sums)
+    detail = detail_weights(F, first, channel=channel)
+    structure = structure_weights(F, sums, official_mask)
+    weights = F.stack(detail, structure, axis=1)                           # (N, 2, C)
+    small = weighted_maps(F, x, weights) if attention is None \
+        else attention.combine(F, x, weights)                              # (N, 2, h, w)
+    up = resize_bilinear(F, small, input_size)                             # (N, 2, S, S)
+    dmap = F.slice_axis(up, axis=1, begin=0, end=1)
+    smap = F.square(F.slice_axis(up, axis=1, begin=1, end=2))
+    rows, cols = _profiles(F, F.concat(dmap, smap, dim=1), input_size)
+    dy, sy = F.split(rows, num_outputs=2, axis=1, squeeze_axis=True)
+    dx, sx = F.split(cols, num_outputs=2, axis=1, squeeze_axis=True)
+    return (dy, dx, sy, sx, F.reshape(dmap, (0, -3, 0)), F.reshape(smap, (0, -3, 0)),
+            F.sum(first, axis=1))
+
+
+def structure_profiles(F, x, input_size, attention=None, official_mask=False):
+    """Row and column profiles (N, input_size) of the structure map only (inference), as
+    :func:`sampler_inputs` computes them."""
+    x = F.BlockGrad(x)
+    weights = F.expand_dims(structure_weights(F, channel_sums(F, x, attention), official_mask),
+                            axis=1)                                        # (N, 1, C)
+    small = weighted_maps(F, x, weights) if attention is None \
+        else attention.combine(F, x, weights)
+    row, col = _profiles(F, F.square(resize_bilinear(F, small, input_size)), input_size)
     return F.reshape(row, (0, -1)), F.reshape(col, (0, -1))
 
 
 class MapsToProfiles(HybridBlock):
-    r"""Attention maps -> sampler profiles for the detail and structure images.
+    """:func:`sampler_inputs` as a block (the random detail draw): ``MapsToProfiles(input_size,
+    attention, official_mask)(x)``."""
 
-    Parameters
-    ----------
-    channels : int
-        Number of attention maps C (512 in TASN).
-    input_size : int
-        Side of the image the sampler reads (512); the maps are upsampled to it.
-    attention : TrilinearAttention or None
-        If given, the input is the feature map X and only the two needed combinations of the
-        attention maps are computed (``attention.combine``), never all C maps; otherwise the
-        input is the attention maps themselves.
-
-    Inputs: ``maps`` (N, C, h, w) (or X, see ``attention``); cut from the graph here.
-    Outputs: ``(detail_y, detail_x, structure_y, structure_x, detail_map, structure_map)``:
-    row (y) and column (x) profiles of shapes (N, input_size), and the two upsampled maps
-    (N, input_size, input_size). The detail map is one random channel per image in training mode
-    and the channel sum in inference mode (see the module docstring).
-    """
-
-    def __init__(self, channels, input_size, attention=None, **kwargs):
+    def __init__(self, input_size, attention=None, official_mask=False, **kwargs):
         super().__init__(**kwargs)
-        self.channels = int(channels)
         self.input_size = int(input_size)
         self.attention = attention  # parameter-free; TASN's own block is shared here
+        self.official_mask = bool(official_mask)
 
-    def hybrid_forward(self, F, maps):
-        maps = F.BlockGrad(maps)
-        detail = channel_weights(F, maps, self.channels)                  # (N, C)
-        weights = F.stack(detail, F.ones_like(detail), axis=1)             # (N, 2, C)
-        if self.attention is None:
-            small = weighted_maps(F, maps, weights)
-        else:
-            small = self.attention.combine(F, maps, weights)              # (N, 2, h, w)
-        up = resize_bilinear(F, small, self.input_size)                    # (N, 2, S, S)
-        dmap = F.slice_axis(up, axis=1, begin=0, end=1)
-        smap = F.square(F.slice_axis(up, axis=1, begin=1, end=2))
-        rows, cols = _profiles(F, F.concat(dmap, smap, dim=1), self.input_size)
-        dy, sy = F.split(rows, num_outputs=2, axis=1, squeeze_axis=True)
-        dx, sx = F.split(cols, num_outputs=2, axis=1, squeeze_axis=True)
-        return dy, dx, sy, sx, F.reshape(dmap, (0, -3, 0)), F.reshape(smap, (0, -3, 0))
+    def hybrid_forward(self, F, x):
+        return sampler_inputs(F, x, self.input_size, self.attention, self.official_mask)

@@ -1,5 +1,103 @@
+"""Shared fixtures of the suite: the operator library check, the tiny synthetic set and two runs
+trained on it, the engine's stand-ins, and running the command lines as a user does."""
+import importlib
+import inspect
 import os
+import subprocess
 import sys
 
-# Tests import their helpers (e.g. sampler_reference) from this folder.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TINY = dict(num_classes=4, per_class_train=6, per_class_val=3, image_size=96, seed=0)
+NO_AUG = dict(rand_mirror=False, max_rotate_angle=0, brightness=0, contrast=0, saturation=0,
+              pca_noise=0)
+
+
+def pytest_configure(config):
+    """A missing operator library fails the whole run the same way, at start, with the command
+    that builds it (rather than a skip in one module and a crash in another)."""
+    from tasn_gluon import ops
+    try:
+        ops.load()
+    except FileNotFoundError as e:
+        raise pytest.UsageError(str(e))
+
+
+def run_tool(name, *args, env=None, timeout=600, cwd=None):
+    """Runs ``python tools/NAME.py ARGS`` as a user would; returns the CompletedProcess (text
+    output in ``stdout``/``stderr``, the exit status in ``returncode``)."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED='1')
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, os.path.join(ROOT, 'tools', name + '.py')]
+                          + [str(a) for a in args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=cwd or ROOT)
+
+
+@pytest.fixture(scope='session')
+def tool():
+    return run_tool
+
+
+def real_config(data_dir, out, **kw):
+    """A tiny real run: ResNet-18, input 64, attention 32, samples 32, batch 4."""
+    cfg = dict(dataset='synthetic', data_dir=data_dir, net='resnet18', method='tasn',
+               batch_size=4, epochs=1, lr=0.01, lr_steps='100', momentum=0.9, wd=0.0,
+               input_size=64, att_size=32, sample_size=32, out=str(out), progress=False,
+               log_interval=100, keep_checkpoints=0, num_data_threads=2, eval_batch_size=12,
+               aug=dict(NO_AUG))
+    cfg.update(kw)
+    return cfg
+
+
+@pytest.fixture(scope='session')
+def tiny_synthetic(tmp_path_factory):
+    """A tiny packed synthetic set made by the library (4 classes, 24 train, 12 val, 96 px)."""
+    from tasn_gluon.data.synthetic import make_synthetic_dataset
+    d = str(tmp_path_factory.mktemp('tiny_synthetic'))
+    make_synthetic_dataset(d, num_threads=2, **TINY)
+    return d
+
+
+@pytest.fixture(scope='session')
+def trained_runs(tiny_synthetic, tmp_path_factory):
+    """A TASN and a baseline run of one short epoch on the tiny set: {method: run_dir}."""
+    from tasn_gluon.engine import run
+    root = tmp_path_factory.mktemp('trained_runs')
+    runs = {}
+    for method in ('tasn', 'baseline'):
+        cfg = real_config(tiny_synthetic, root / method, method=method, epochs=1,
+                          max_batches_per_epoch=2)
+        run(cfg)
+        runs[method] = cfg['out']
+    return runs
+
+
+@pytest.fixture(scope='session')
+def one_image_per_class(tmp_path_factory):
+    """A synthetic set of 8 classes with one training and one val image each (jobs.py)."""
+    import jobs
+    return jobs.make_one_image_per_class(str(tmp_path_factory.mktemp('dist_data')))
+
+
+@pytest.fixture
+def fake_engine(monkeypatch):
+    """The engine with the stand-ins of tests/fakes.py in place of the real model and data
+    (same signatures, checked here, so that a stand-in cannot drift from what it replaces)."""
+    import fakes
+    for module_name, names in fakes.REPLACEMENTS.items():
+        module = importlib.import_module(module_name)
+        for name, fake in names.items():
+            real = getattr(module, name)
+            assert list(inspect.signature(fake).parameters) == \
+                list(inspect.signature(real).parameters), 'fake %s drifted' % name
+            monkeypatch.setattr(module, name, fake)
+    return fakes
+
+
+@pytest.fixture
+def synthetic_cache(monkeypatch, tmp_path):
+    """An empty cache folder for the built-in synthetic set ($TASN_CACHE)."""
+    monkeypatch.setenv('TASN_CACHE', str(tmp_path / 'cache'))
+    return os.path.join(str(tmp_path / 'cache'), 'synthetic')

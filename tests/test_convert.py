@@ -1,8 +1,8 @@
 """tasn_gluon.convert: official TASN checkpoints (names and shapes from
 official_checkpoint_params.tsv, random values) -> TASNPredictor / this project's run directory,
-and MXNet model-zoo ImageNet ResNet checkpoints in Symbol naming -> backbone and attention-net
-initialisation. Every file here is fabricated; the official one holds 36 M random values."""
-import importlib.util
+and model_zoo.weights: MXNet model-zoo ImageNet ResNet checkpoints in Symbol naming -> backbone
+and attention-net initialisation, the strict assignment. Every file here is fabricated; the
+official one holds 36 M random values."""
 import os
 
 import mxnet as mx
@@ -10,25 +10,22 @@ import numpy as np
 import pytest
 
 from tasn_gluon import convert
-from tasn_gluon.convert import ConversionError
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TSV_CANDIDATES = [os.path.join(ROOT, '..', 'shared', 'spec', 'official_checkpoint_params.tsv'),
-                  '/work/shared/spec/official_checkpoint_params.tsv']
+from tasn_gluon.model_zoo import weights
+from tasn_gluon.model_zoo.weights import WeightsError
+from tasn_gluon.symbols import TSV_PATH
 
 
 def read_tsv():
-    for path in TSV_CANDIDATES:
-        if os.path.isfile(path):
-            rows = []
-            with open(path) as f:
-                for line in f:
-                    if line.startswith('#') or line.startswith('kind\t') or not line.strip():
-                        continue
-                    kind, name, shape = line.split()
-                    rows.append((kind, name, tuple(int(s) for s in shape.split('x'))))
-            return rows
-    pytest.skip('official_checkpoint_params.tsv not found (looked in %s)' % TSV_CANDIDATES)
+    """Every (kind, name, shape) of the official graph, from the TSV the package ships."""
+    rows = []
+    with open(TSV_PATH) as f:
+        for line in f:
+            if line.startswith('#') or line.startswith('kind\t') or not line.strip():
+                continue
+            kind, name, shape = line.split()
+            rows.append((kind, name, tuple(int(s) for s in shape.split('x'))))
+    assert len(rows) > 300
+    return rows
 
 
 def random_value(rs, kind, name, shape):
@@ -78,7 +75,7 @@ def our_name(key):
     return name.replace('_moving_mean', '_running_mean').replace('_moving_var', '_running_var')
 
 
-def test_official_predictor_equals_master_aux(official, tmp_path):
+def test_official_predictor_equals_master_aux(official, tmp_path, tool):
     path, arrays = official
     pred = convert.load_official(path, 200)
     assert pred._sampler_attrs['legacy'] is True
@@ -108,27 +105,19 @@ def test_official_predictor_equals_master_aux(official, tmp_path):
                                   arrays['arg:att_conv2_weight'])
 
     # the converted run directory evaluates through the trainer's loader to the same logits
-    cli = _tool('convert_official')
     run = str(tmp_path / 'official_run')
-    assert cli.main([path, '--out', run]) == 0
+    assert tool('convert_official', path, '--out', run).returncode == 0
     from tasn_gluon.engine import load_checkpoint
-    from tasn_gluon.engine.evaluation import load_for_eval
+    from tasn_gluon.engine.evaluation import load_model
     record = load_checkpoint(run)
     assert record['epoch'] == 300 and record['config']['legacy_sampler'] is True
     assert record['config']['num_classes'] == 200 and record['config']['net'] == 'resnet50'
-    net, cfg, method, _ = load_for_eval(run, [mx.cpu()])
-    assert method == 'tasn'
-    np.testing.assert_allclose(net.predictor()(x).asnumpy(), out, rtol=1e-4,
+    model = load_model(run, [mx.cpu()])
+    assert model.kind == 'tasn'
+    np.testing.assert_allclose(model.inference_net(x).asnumpy(), out, rtol=1e-4,
                                atol=1e-4 * np.abs(out).max())
-    assert cli.main([path, '--out', run]) == 2  # never overwrites a run
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'tools',
-                                                                      name + '.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    again = tool('convert_official', path, '--out', run)
+    assert again.returncode == 2 and 'already holds a checkpoint' in again.stderr  # never
 
 
 def _tasn(num_classes=200):
@@ -138,16 +127,17 @@ def _tasn(num_classes=200):
 
 def _assign(arrays, model=None):
     model = model or _tasn()
-    convert.assign_params(dict(model.collect_params().items()), convert.official_to_ours(arrays),
-                          'official.params')
+    values, name_in_file = weights.symbol_to_gluon_names(arrays)
+    weights.assign(dict(model.collect_params().items()), values, 'official.params',
+                   name_in_file=name_in_file)
 
 
-def test_official_errors_name_the_parameters(official, tmp_path):
+def test_official_errors_name_the_parameters(official, tmp_path, tool):
     _, arrays = official
     missing = dict(arrays)
     del missing['aux:stage3_unit2_bn1_moving_var']
     del missing['arg:att_conv1_bias']
-    with pytest.raises(ConversionError) as e:
+    with pytest.raises(WeightsError) as e:
         _assign(missing)
     assert 'missing 2' in str(e.value) and 'aux:stage3_unit2_bn1_moving_var' in str(e.value) \
         and 'arg:att_conv1_bias' in str(e.value)
@@ -156,7 +146,7 @@ def test_official_errors_name_the_parameters(official, tmp_path):
     extra['arg:fullyconnected3_weight'] = np.zeros((200, 2048), np.float32)
     extra['aux:bn0_moving_std'] = np.zeros((64,), np.float32)
     extra['arg:bn0_moving_mean'] = np.zeros((64,), np.float32)  # a statistic stored as arg
-    with pytest.raises(ConversionError) as e:
+    with pytest.raises(WeightsError) as e:
         _assign(extra)
     msg = str(e.value)
     assert '3 unexpected' in msg and 'arg:fullyconnected3_weight' in msg \
@@ -164,11 +154,11 @@ def test_official_errors_name_the_parameters(official, tmp_path):
 
     shape = dict(arrays)
     shape['arg:stage1_unit1_conv2_weight'] = np.zeros((64, 64, 1, 1), np.float32)
-    with pytest.raises(ConversionError, match=r'arg:stage1_unit1_conv2_weight \(64, 64, 1, 1\) '
+    with pytest.raises(WeightsError, match=r'arg:stage1_unit1_conv2_weight \(64, 64, 1, 1\) '
                                               r'\(expected \(64, 64, 3, 3\)\)'):
         _assign(shape)
     # a checkpoint of another class count
-    with pytest.raises(ConversionError, match='fullyconnected2_weight'):
+    with pytest.raises(WeightsError, match='fullyconnected2_weight'):
         _assign(arrays, _tasn(100))
 
     # file-level errors
@@ -176,10 +166,11 @@ def test_official_errors_name_the_parameters(official, tmp_path):
         convert.load_official(str(tmp_path / 'nowhere.params'), 200)
     gluon_file = str(tmp_path / 'gluon.params')
     mx.nd.save(gluon_file, {'features.0.weight': mx.nd.zeros((1,))})
-    with pytest.raises(ConversionError, match='not a Module checkpoint'):
+    with pytest.raises(WeightsError, match='not a Module checkpoint'):
         convert.load_official(gluon_file, 200)
-    assert _tool('convert_official').main([gluon_file, '--out', str(tmp_path / 'r')]) == 2
-    assert not os.path.exists(str(tmp_path / 'r' / 'checkpoint.json'))
+    done = tool('convert_official', gluon_file, '--out', tmp_path / 'r')
+    assert done.returncode == 2 and 'not a Module checkpoint' in done.stderr
+    assert not os.path.exists(str(tmp_path / 'r'))
 
 
 # ------------------------------------------------- MXNet model-zoo ImageNet ResNets (Symbol)
@@ -209,13 +200,13 @@ def test_symbol_resnet_checkpoints_initialise_backbone_and_attention_net(tmp_pat
     r50 = fabricate(zoo_rows(50), seed=2)
     p18 = _save(str(tmp_path / 'resnet-18-0000.params'), r18)
     p50 = _save(str(tmp_path / 'resnet-50-0000.params'), r50)
-    assert convert.is_symbol_checkpoint(p18)
-    assert not convert.is_symbol_checkpoint(str(tmp_path / 'missing.params'))
+    assert weights.is_symbol_checkpoint(p18)
+    assert not weights.is_symbol_checkpoint(str(tmp_path / 'missing.params'))
 
     model = TASN('resnet50', 5, input_size=64, att_size=32, sample_size=32, prefix='')
     model.initialize()
-    convert.load_symbol_checkpoint(model.backbone, p50)
-    convert.load_symbol_checkpoint(model.att_net, p18)
+    weights.load_symbol_checkpoint(model.backbone, p50)
+    weights.load_symbol_checkpoint(model.att_net, p18)
     np.testing.assert_array_equal(model.backbone.stages[2][4].conv2.weight.data().asnumpy(),
                                   r50['arg:stage3_unit5_conv2_weight'])
     np.testing.assert_array_equal(model.backbone.bn_data.running_mean.data().asnumpy(),
@@ -230,22 +221,22 @@ def test_symbol_resnet_checkpoints_initialise_backbone_and_attention_net(tmp_pat
     # backbone with a plain ResNetV2 classifier holding the same weights and fc1
     from tasn_gluon.model_zoo.resnet import get_resnet
     clf = get_resnet(18, classes=1000, prefix='')
-    convert.load_symbol_checkpoint(clf, p18)
+    weights.load_symbol_checkpoint(clf, p18)
     np.testing.assert_array_equal(clf.fc1.weight.data().asnumpy(), r18['arg:fc1_weight'])
     x = images(1, 32, seed=4)
     assert np.all(np.isfinite(clf(x).asnumpy()))
 
     # wrong depth: named
-    with pytest.raises(ConversionError) as e:
-        convert.load_symbol_checkpoint(model.att_net, p50)
+    with pytest.raises(WeightsError) as e:
+        weights.load_symbol_checkpoint(model.att_net, p50)
     msg = str(e.value)  # every ResNet-18 name exists in ResNet-50, with other shapes
     assert 'unexpected' in msg and 'arg:stage1_unit1_bn3_beta' in msg and 'wrong shape' in msg
-    with pytest.raises(ConversionError, match='arg:stage1_unit1_conv1_weight'):
-        convert.load_symbol_checkpoint(model.backbone, p18)
+    with pytest.raises(WeightsError, match='arg:stage1_unit1_conv1_weight'):
+        weights.load_symbol_checkpoint(model.backbone, p18)
     bad = dict(r18)
     bad['arg:stage9_unit1_conv1_weight'] = np.zeros((1,), np.float32)
-    with pytest.raises(ConversionError, match='unexpected name.*stage9_unit1_conv1_weight'):
-        convert.load_symbol_checkpoint(model.att_net, _save(str(tmp_path / 'bad.params'), bad))
+    with pytest.raises(WeightsError, match='unexpected name.*stage9_unit1_conv1_weight'):
+        weights.load_symbol_checkpoint(model.att_net, _save(str(tmp_path / 'bad.params'), bad))
 
 
 def test_get_tasn_pretrained_symbol_checkpoints(tmp_path):

@@ -1,5 +1,5 @@
-"""make demo's engine (tasn_gluon.engine.demo.run_demo) end to end on the tiny synthetic set with
-small sizes: both methods trained (the baseline in a background process) and evaluated, the
+"""make demo's engine (tasn_gluon.reports.demo.run_demo) end to end on the tiny synthetic set
+with small sizes: both methods trained (the baseline in a background process) and evaluated, the
 table, curves, pictures and summary; a failed background training is reported."""
 import json
 import math
@@ -8,27 +8,35 @@ import re
 
 import pytest
 
-from tasn_gluon.engine.demo import _start_in_background, _wait_for, run_demo
+from tasn_gluon.reports.demo import _start_in_background, _wait_for, run_demo
 
-from test_train_support import NO_AUG, tiny_synthetic  # noqa: F401 (fixture)
+from conftest import NO_AUG
 
 
 def test_demo_end_to_end(tiny_synthetic, tmp_path, capsys):
     out = str(tmp_path / 'demo')
     settings = dict(net='resnet18', input_size=64, att_size=32, sample_size=32, lr=0.01,
                     max_batches_per_epoch=2, num_data_threads=1, aug=dict(NO_AUG))
-    summary = run_demo(out, data_dir=tiny_synthetic, epochs=1, batch_size=4, num_vis=1,
-                       progress=False, settings=settings)
+    summary = run_demo(out, data_dir=tiny_synthetic, epochs=1, batch_size=4, progress=False,
+                       settings=settings)
     for name in ('comparison.md', 'curves.png', 'summary.json', 'eval_tasn.json',
-                 'eval_baseline.json', 'vis/vis_000.png', 'tasn/metrics.csv',
-                 'baseline/metrics.csv'):
+                 'eval_baseline.json', 'tasn/metrics.csv', 'tasn/train.log',
+                 'baseline/metrics.csv', 'baseline/train.log', 'demo.log'):
         assert os.path.isfile(os.path.join(out, name)), name
+    # one picture per class; only the final parameters are kept (no optimizer states)
+    assert sorted(os.listdir(os.path.join(out, 'vis'))) == ['vis_%03d.png' % i for i in range(4)]
+    for method in ('tasn', 'baseline'):
+        kept = sorted(f for f in os.listdir(os.path.join(out, method)) if f.startswith('epoch-'))
+        assert kept == ['epoch-0001.json', 'epoch-0001.params'], kept
     assert json.load(open(os.path.join(out, 'summary.json'))) == summary
     for method in ('tasn', 'baseline'):
         assert summary['runs'][method]['num_images'] == 12       # every val image once
     assert 0 < summary['badge_magnification'] <= 4.5
     printed = capsys.readouterr().out
     assert 'TASN (master_aux)' in printed and 'magnifies the badge' in printed
+    # what the numbers mean: 4 classes = 2 colours x 2 textures here
+    assert 'chance: 25.0%' in printed and 'colour alone: 50.0%' in printed
+    assert 'points of sampling noise' in printed
     assert '### synthetic (built-in)' in open(os.path.join(out, 'comparison.md')).read()
 
 

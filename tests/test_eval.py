@@ -1,5 +1,4 @@
 """tools/eval.py and the engine's evaluation: every image counted once, the JSON's keys."""
-import importlib.util
 import json
 import os
 
@@ -7,20 +6,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from tasn_gluon.engine.evaluation import evaluate_checkpoint, validate, kd_loss_numpy
-from tasn_gluon.engine.metrics import HEADS
-
-from test_train_support import tiny_synthetic, trained_runs  # noqa: F401 (fixtures)
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _cli(name):
-    spec = importlib.util.spec_from_file_location(name + '_cli',
-                                                  os.path.join(ROOT, 'tools', name + '.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tasn_gluon.engine.evaluation import evaluate_checkpoint, kd_loss_numpy, load_model, validate
+from tasn_gluon.losses import HEADS
 
 
 class _Ident(mx.gluon.HybridBlock):
@@ -51,20 +38,21 @@ def test_kd_loss_numpy_matches_definition():
     np.testing.assert_allclose(kd_loss_numpy(p, m), -(sp * np.log(sm)).sum(1), rtol=1e-10)
 
 
-def test_eval_cli_every_image_once(tiny_synthetic, trained_runs, tmp_path, capsys):
+def test_eval_cli_every_image_once(tiny_synthetic, trained_runs, tmp_path, tool):
     """12 val images with batch 5 (last batch padded by 3): the same numbers as batch 12."""
-    cli = _cli('eval')
     out5, out12 = str(tmp_path / 'r5.json'), str(tmp_path / 'r12.json')
-    assert cli.main(['--checkpoint', trained_runs['tasn'], '--data-dir', tiny_synthetic,
-                     '--batch-size', '5', '--out', out5]) == 0
-    assert 'master_aux' in capsys.readouterr().out
-    assert cli.main(['--checkpoint', trained_runs['tasn'], '--data-dir', tiny_synthetic,
-                     '--batch-size', '12', '--out', out12]) == 0
-    r5, r12 = json.load(open(out5)), json.load(open(out12))
-    for k in list(HEADS) + ['%s_top5' % h for h in HEADS] + ['kd_loss', 'num_images']:
+    done = tool('eval', '--checkpoint', trained_runs['tasn'], '--data-dir', tiny_synthetic,
+                '--batch-size', '5', '--out', out5)
+    assert done.returncode == 0, done.stderr
+    assert 'master_aux' in done.stdout and 'distinct attention maps' in done.stdout
+    r12 = evaluate_checkpoint(trained_runs['tasn'], tiny_synthetic, [mx.cpu()], batch_size=12,
+                              out=out12)
+    r5 = json.load(open(out5))
+    for k in list(HEADS) + ['%s_top5' % h for h in HEADS] + ['kd_loss', 'num_images',
+                                                              'distinct_maps']:
         assert k in r5, k
-    assert r5['num_images'] == 12
-    for k in list(HEADS) + ['kd_loss', 'top1', 'top5']:
+    assert r5['num_images'] == 12 and 1 <= r5['distinct_maps'] <= 512
+    for k in list(HEADS) + ['kd_loss', 'top1', 'top5', 'distinct_maps']:
         assert r5[k] == pytest.approx(r12[k], rel=1e-5), k
     assert r5['top1'] == r5['master_aux'] and 0.0 <= r5['top1'] <= 1.0
 
@@ -80,36 +68,30 @@ def test_eval_baseline_and_params_file(tiny_synthetic, trained_runs, tmp_path):
     assert res2['master_aux'] == res1['master_aux']
 
 
-def test_eval_errors(tiny_synthetic, trained_runs, tmp_path, capsys):
-    cli = _cli('eval')
-    assert cli.main(['--checkpoint', str(tmp_path / 'missing'), '--data-dir',
-                     tiny_synthetic]) == 2
-    assert 'does not exist' in capsys.readouterr().err
+def test_eval_errors(tiny_synthetic, trained_runs, tmp_path, tool):
+    done = tool('eval', '--checkpoint', tmp_path / 'missing', '--data-dir', tiny_synthetic)
+    assert done.returncode == 2 and 'does not exist' in done.stderr
     lonely = tmp_path / 'lonely.params'
     lonely.write_bytes(open(os.path.join(trained_runs['tasn'], 'epoch-0001.params'),
                             'rb').read())
-    assert cli.main(['--checkpoint', str(lonely), '--data-dir', tiny_synthetic]) == 2
-    assert '--net' in capsys.readouterr().err
+    with pytest.raises(Exception, match='--net'):
+        load_model(str(lonely), [mx.cpu()])
     # a wrong network description is named, not a crash
-    assert cli.main(['--checkpoint', str(lonely), '--data-dir', tiny_synthetic, '--method',
-                     'baseline', '--net', 'resnet18', '--num-classes', '4', '--input-size', '64',
-                     '--att-size', '32', '--sample-size', '32']) == 2
-    assert 'does not fit' in capsys.readouterr().err
+    done = tool('eval', '--checkpoint', lonely, '--data-dir', tiny_synthetic, '--method',
+                'baseline', '--net', 'resnet18', '--num-classes', '4', '--input-size', '64',
+                '--att-size', '32', '--sample-size', '32')
+    assert done.returncode == 2 and 'does not fit' in done.stderr
+    assert 'Traceback' not in done.stderr
 
 
 def test_eval_exported_inference_graph(tiny_synthetic, trained_runs, tmp_path):
     """An exported TASNPredictor (NAME-symbol.json + NAME-0000.params) gives the checkpoint's
     master_aux accuracy."""
-    from tasn_gluon.engine.evaluation import load_for_eval
-    net, cfg, _, _ = load_for_eval(trained_runs['tasn'], [mx.cpu()])
-    pred = net.predictor()
-    pred.hybridize()
-    pred(mx.nd.zeros((1, 3, cfg['input_size'], cfg['input_size'])))
+    from tasn_gluon.symbols.export import export_checkpoint
     prefix = str(tmp_path / 'tasn')
-    pred.export(prefix)
+    export_checkpoint(trained_runs['tasn'], prefix)
     ref = evaluate_checkpoint(trained_runs['tasn'], tiny_synthetic, [mx.cpu()], batch_size=5)
-    res = evaluate_checkpoint(prefix + '-symbol.json', tiny_synthetic, [mx.cpu()], batch_size=5,
-                              overrides=dict(input_size=cfg['input_size']))
+    res = evaluate_checkpoint(prefix + '-symbol.json', tiny_synthetic, [mx.cpu()], batch_size=5)
     assert res['num_images'] == 12 and res['model_format'] == 'exported'
     assert res['method'] == 'tasn' and res['master_aux'] == ref['master_aux']
     assert res.get('att') is None

@@ -3,39 +3,28 @@ the inference graph (the AttSampler operator inside), scored with the Module API
 (symbols/module_scorer.py) exactly as the Gluon model predicts. Tiny sizes (input 64,
 attention 32, samples 32, ResNet-18), no training needed: the trainer's own ``build_net`` and
 ``save_checkpoint`` make the run directory."""
-import importlib.util
 import json
 import os
-import sys
 
 import mxnet as mx
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from symbols.module_scorer import load_module, score  # noqa: E402
-from tasn_gluon.engine.checkpoint import save_checkpoint  # noqa: E402
-from tasn_gluon.engine.training import build_net  # noqa: E402
+from tasn_gluon.engine.builders import build_net
+from tasn_gluon.engine.checkpoint import save_checkpoint
+from tasn_gluon.engine.config import resolve_config
+from tasn_gluon.symbols.module_scorer import load_module, score
 
 SIZE = 64
 
 
-def _cli():
-    spec = importlib.util.spec_from_file_location('export_cli',
-                                                  os.path.join(ROOT, 'tools', 'export.py'))
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    return cli
-
-
 def _run_dir(tmp_path, method='tasn', legacy=False):
-    cfg = dict(method=method, net='resnet18', num_classes=4, input_size=SIZE, att_size=32,
-               sample_size=32, legacy_sampler=legacy, dataset='synthetic', batch_size=2)
+    cfg = resolve_config(dict(method=method, net='resnet18', num_classes=4, input_size=SIZE,
+                              att_size=32, sample_size=32, legacy_sampler=legacy,
+                              dataset='synthetic', batch_size=2,
+                              class_names=['a', 'b', 'c', 'd']))
     mx.random.seed(3)
-    net = build_net(cfg, 4, [mx.cpu()])
+    net = build_net(cfg, [mx.cpu()])
     rs = np.random.RandomState(0)
     for name, p in net.collect_params().items():  # trained-looking BN statistics
         if name.endswith('running_mean'):
@@ -43,7 +32,7 @@ def _run_dir(tmp_path, method='tasn', legacy=False):
         elif name.endswith('running_var'):
             p.set_data(mx.nd.array(rs.uniform(0.5, 2.0, p.shape)))
     run = str(tmp_path / ('run_%s_%d' % (method, legacy)))
-    save_checkpoint(run, 1, net, config=cfg)
+    save_checkpoint(run, 1, net, config=cfg.to_dict())
     return run, net
 
 
@@ -59,10 +48,12 @@ def no_fusion(monkeypatch):
 
 
 @pytest.mark.parametrize('legacy', [False, True])
-def test_module_scores_like_gluon(tmp_path, legacy, no_fusion):
+def test_module_scores_like_gluon(tmp_path, legacy, no_fusion, tool):
     run, net = _run_dir(tmp_path, legacy=legacy)
     prefix = str(tmp_path / 'export' / 'tasn')
-    assert _cli().main(['--checkpoint', run, '--out', prefix]) == 0
+    assert tool('export', '--checkpoint', run, '--out', prefix).returncode == 0
+    info = json.load(open(prefix + '-info.json'))
+    assert info['num_classes'] == 4 and info['class_names'] == ['a', 'b', 'c', 'd']
     with open(prefix + '-symbol.json') as f:
         graph = json.load(f)
     samplers = [n for n in graph['nodes'] if n['op'] == 'AttSampler']
@@ -83,9 +74,10 @@ def test_module_scores_like_gluon(tmp_path, legacy, no_fusion):
 
 
 def test_module_with_default_fusion_same_predictions(tmp_path):
+    from tasn_gluon.symbols.export import export_checkpoint
     run, net = _run_dir(tmp_path)
     prefix = str(tmp_path / 'tasn')
-    assert _cli().main(['--checkpoint', run, '--out', prefix]) == 0
+    export_checkpoint(run, prefix)
     x = _images(4, seed=5)
     expected = net.predictor()(x).asnumpy()
     got = score(load_module(prefix, 0, data_shape=x.shape), x).asnumpy()
@@ -94,27 +86,24 @@ def test_module_with_default_fusion_same_predictions(tmp_path):
 
 
 def test_export_params_file_and_baseline(tmp_path, no_fusion):
+    from tasn_gluon.symbols.export import export_checkpoint
     run, net = _run_dir(tmp_path, method='baseline')
     prefix = str(tmp_path / 'base')
     params = os.path.join(run, 'epoch-0001.params')
-    assert _cli().main(['--checkpoint', params, '--out', prefix, '--epoch', '7']) == 0
+    export_checkpoint(params, prefix, epoch=7)
     module = load_module(prefix, 7, data_shape=(2, 3, SIZE, SIZE))
     x = _images(2)
     np.testing.assert_allclose(score(module, x).asnumpy(), net(x).asnumpy(), rtol=1e-5,
                                atol=1e-5)
 
 
-def test_export_errors(tmp_path, capsys):
-    cli = _cli()
-    assert cli.main(['--checkpoint', str(tmp_path / 'nothing'), '--out', str(tmp_path / 'x')]) \
-        == 2
-    assert 'does not exist' in capsys.readouterr().err
+def test_export_errors(tmp_path, tool):
+    done = tool('export', '--checkpoint', tmp_path / 'nothing', '--out', tmp_path / 'x')
+    assert done.returncode == 2 and 'does not exist' in done.stderr
     lonely = tmp_path / 'lonely.params'
     mx.nd.save(str(lonely), {'w': mx.nd.zeros((1,))})
-    assert cli.main(['--checkpoint', str(lonely), '--out', str(tmp_path / 'x')]) == 2
-    assert '--net' in capsys.readouterr().err
+    done = tool('export', '--checkpoint', lonely, '--out', tmp_path / 'x')
+    assert done.returncode == 2 and '--net' in done.stderr and 'Traceback' not in done.stderr
     with pytest.raises(FileNotFoundError, match='missing-symbol.json'):
         load_module(str(tmp_path / 'missing'))
-    run, _ = _run_dir(tmp_path)
-    assert cli.main(['--checkpoint', run + '/epoch-0001.json', '--out', str(tmp_path / 'y')]) \
-        == 2
+    assert not os.path.exists(str(tmp_path / 'x-symbol.json'))

@@ -19,9 +19,10 @@ import pytest
 import mxnet as mx
 import numpy as np
 
-from test_distributed import (ROOT, assert_trained, check_workers, kill_leftovers,  # noqa: F401
-                              one_image_per_class, run_dist_sync, run_group, train_args,
-                              write_wrapper)
+from jobs import (ROOT, assert_trained, check_workers, initial_params, kill_leftovers,
+                  run_dist_sync, run_group, train_args, write_wrapper)
+
+pytestmark = pytest.mark.multiprocess
 
 
 def _horovodrun():
@@ -98,11 +99,7 @@ def test_horovod_step_equals_dist_sync(one_image_per_class, tmp_path):
                 outs['horovod'], tmp_path)
     run_dist_sync(wrapper, _one_step(one_image_per_class, outs['dist_sync'], 'dist_sync'),
                   outs['dist_sync'])
-    from tasn_gluon.engine.training import build_net, epoch_seed, seed_everything
-    with open(os.path.join(outs['horovod'], 'config.json')) as f:
-        cfg = json.load(f)
-    seed_everything(epoch_seed(cfg['seed'], -1, 0))
-    init = build_net(cfg, cfg['num_classes'], [mx.cpu()])._collect_params_with_prefix()
+    init = initial_params(outs['horovod'])
     after = {kv: mx.nd.load(os.path.join(o, 'worker-0.params')) for kv, o in outs.items()}
     ratios = []
     for k, p in init.items():

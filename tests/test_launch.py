@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from jobs import ROOT, assert_group_gone
 
 WORKER = textwrap.dedent('''
     import os, sys, time
@@ -48,16 +48,7 @@ def run_job(tmp_path, mode, timeout):
     return proc.returncode, output, proc.pid
 
 
-def assert_group_gone(pgid):
-    for _ in range(50):
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    pytest.fail('processes of the job are still running')
-
-
+@pytest.mark.multiprocess
 def test_dist_sync_job_on_loopback(tmp_path):
     code, output, pgid = run_job(tmp_path, 'ok', timeout=90)
     assert code == 0, output
@@ -69,6 +60,7 @@ def test_dist_sync_job_on_loopback(tmp_path):
     assert_group_gone(pgid)
 
 
+@pytest.mark.multiprocess
 def test_failing_worker_stops_the_job(tmp_path):
     start = time.time()
     code, output, pgid = run_job(tmp_path, 'fail', timeout=90)
@@ -78,6 +70,7 @@ def test_failing_worker_stops_the_job(tmp_path):
     assert_group_gone(pgid)
 
 
+@pytest.mark.multiprocess
 def test_timeout_stops_a_hanging_job(tmp_path):
     code, output, pgid = run_job(tmp_path, 'hang', timeout=20)
     assert code != 0

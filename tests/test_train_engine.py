@@ -11,9 +11,12 @@ import pytest
 
 from tasn_gluon.engine import (CSV_COLUMNS, TrainingDiverged, find_checkpoint, load_checkpoint,
                                run)
-from tasn_gluon.engine.training import Components, build_loss, train_step
+from tasn_gluon.engine.builders import build_loss
+from tasn_gluon.engine.config import resolve_config
+from tasn_gluon.engine.logs import run_log
+from tasn_gluon.engine.training import train_step
 
-import test_train_support as sup
+from fakes import TinyFiveHead, fake_config
 
 
 def _params(run_dir):
@@ -27,9 +30,10 @@ def _sha(path):
 
 
 @pytest.mark.parametrize('method', ['tasn', 'baseline'])
-def test_train_writes_run_directory(tmp_path, method):
-    cfg = sup.fake_config(tmp_path, method=method, epochs=3, lr_steps='2')
-    hist = run(cfg, components=sup.components())
+def test_train_writes_run_directory(tmp_path, method, fake_engine):
+    cfg = fake_config(tmp_path, method=method, epochs=3, lr_steps='2')
+    with run_log(cfg['out']):
+        hist = run(cfg)
     out = cfg['out']
     assert len(hist) == 3
     for name in ('config.json', 'train.log', 'metrics.csv', 'curves.png', 'checkpoint.json',
@@ -46,21 +50,21 @@ def test_train_writes_run_directory(tmp_path, method):
     if method == 'tasn':
         assert all(r['val_master_aux'] != '' and r['val_kd_loss'] != '' for r in rows)
         assert rows[0]['val_top1'] == rows[0]['val_master_aux']
+        assert all(float(r['val_distinct_maps']) == 7 for r in rows)   # the stand-in's count
     else:
         assert rows[0]['val_master_aux'] == '' and rows[0]['val_top1'] != ''
     rec = find_checkpoint(out)
     assert rec['epoch'] == 3 and len(rec['history']) == 3
 
 
-def test_resume_equals_uninterrupted(tmp_path):
+def test_resume_equals_uninterrupted(tmp_path, fake_engine):
     """2 epochs straight == 1 epoch, stop, resume for 1: bit-identical parameters."""
-    comps = sup.components()
-    straight = sup.fake_config(tmp_path / 'a', epochs=2)
-    run(straight, components=comps)
-    first = sup.fake_config(tmp_path / 'b', epochs=1)
-    run(first, components=comps)
+    straight = fake_config(tmp_path / 'a', epochs=2)
+    run(straight)
+    first = fake_config(tmp_path / 'b', epochs=1)
+    run(first)
     assert find_checkpoint(first['out'])['epoch'] == 1
-    run(dict(resume=first['out'], epochs=2, progress=False), components=comps)
+    run(dict(resume=first['out'], epochs=2, progress=False))
     pa, pb = _params(straight['out']), _params(first['out'])
     assert sorted(pa) == sorted(pb)
     for k in pa:
@@ -71,29 +75,31 @@ def test_resume_equals_uninterrupted(tmp_path):
         assert ra['train_loss'] == rb['train_loss'] and ra['val_top1'] == rb['val_top1']
 
 
-def test_resume_refuses_structural_change_and_clobbering(tmp_path):
-    comps = sup.components()
-    cfg = sup.fake_config(tmp_path, epochs=1)
-    run(cfg, components=comps)
+def test_resume_refuses_structural_change_and_clobbering(tmp_path, fake_engine):
+    cfg = fake_config(tmp_path, epochs=1)
+    run(cfg)
     with pytest.raises(ValueError, match='already holds a checkpoint'):
-        run(sup.fake_config(tmp_path, epochs=2), components=comps)
+        run(fake_config(tmp_path, epochs=2))
     with pytest.raises(ValueError, match='sample_size'):
-        run(dict(resume=cfg['out'], epochs=2, sample_size=8, progress=False), components=comps)
+        run(dict(resume=cfg['out'], epochs=2, sample_size=8, progress=False))
+    with pytest.raises(ValueError, match='trains into that run directory'):
+        run(dict(resume=cfg['out'], epochs=2, out=str(tmp_path / 'elsewhere')))
 
 
-def test_nan_loss_stops_with_checkpoint_intact(tmp_path):
-    cfg = sup.fake_config(tmp_path, epochs=1)
-    run(cfg, components=sup.components())
+def test_nan_loss_stops_with_checkpoint_intact(tmp_path, fake_engine, monkeypatch):
+    cfg = fake_config(tmp_path, epochs=1)
+    run(cfg)
     rec = load_checkpoint(cfg['out'])
     before = {p: _sha(p) for p in (rec['params_path'], rec['states_path'], rec['record_path'])}
+    from tasn_gluon.losses import TASNLoss
 
-    class NaNLoss(sup.TASNLoss):
-        def __call__(self, outputs, label):
-            return super().__call__(outputs, label) * float('nan')
+    class NaNLoss(TASNLoss):
+        def hybrid_forward(self, F, *args):
+            return super().hybrid_forward(F, *args) * float('nan')
 
+    monkeypatch.setattr('tasn_gluon.engine.builders.TASNLoss', NaNLoss)
     with pytest.raises(TrainingDiverged, match='NaN'):
-        run(dict(resume=cfg['out'], epochs=2, progress=False),
-            components=sup.components(TASNLoss=NaNLoss))
+        run(dict(resume=cfg['out'], epochs=2, progress=False))
     rec2 = load_checkpoint(cfg['out'])
     assert rec2['epoch'] == 1
     assert {p: _sha(p) for p in before} == before
@@ -105,15 +111,14 @@ def test_two_cpu_contexts_match_one(tmp_path):
     the two halves (BatchNorm statistics are per device, as in the official code), up to float
     rounding (the reduction order differs): rtol 1e-5."""
     from mxnet import autograd, gluon
-    cfg = dict(method='tasn', temperature=10.0)
-    loss_fn = build_loss(cfg, sup.components())
+    loss_fn = build_loss(resolve_config(dict(method='tasn')))
     rs = np.random.RandomState(0)
     data = mx.nd.array(rs.normal(size=(8, 3, 32, 32)))
     label = mx.nd.array(np.arange(8) % 3)
 
     def make(ctxs):
         mx.random.seed(1)
-        net = sup.TinyFiveHead(3)
+        net = TinyFiveHead(3)
         net.initialize(mx.init.Xavier(), ctx=ctxs)
         net.hybridize()
         tr = gluon.Trainer(net.collect_params(), 'sgd', dict(learning_rate=0.1, momentum=0.9),
@@ -148,25 +153,25 @@ def test_two_cpu_contexts_match_one(tmp_path):
         np.testing.assert_array_equal(p2[k], p2b[k], err_msg=k)
 
 
-def test_train_on_two_cpu_contexts_end_to_end(tmp_path):
-    cfg = sup.fake_config(tmp_path, epochs=1, num_cpu_contexts=2)
-    hist = run(cfg, components=sup.components())
+def test_train_on_two_cpu_contexts_end_to_end(tmp_path, fake_engine):
+    cfg = fake_config(tmp_path, epochs=1, num_cpu_contexts=2)
+    hist = run(cfg)
     assert np.isfinite(hist[0]['train_loss']) and hist[0]['num_val_images'] == 10
 
 
-def test_batch_size_must_divide_devices(tmp_path):
-    cfg = sup.fake_config(tmp_path, epochs=1, num_cpu_contexts=3, batch_size=4)
+def test_batch_size_must_divide_devices(tmp_path, fake_engine):
+    cfg = fake_config(tmp_path, epochs=1, num_cpu_contexts=3, batch_size=4)
     with pytest.raises(ValueError, match='does not divide evenly over 3 devices'):
-        run(cfg, components=sup.components())
+        run(cfg)
 
 
-def test_bad_settings_are_clear_errors(tmp_path):
+def test_bad_settings_are_clear_errors(tmp_path, fake_engine):
     with pytest.raises(ValueError, match='--lr-steps'):
-        run(sup.fake_config(tmp_path, lr_steps='5,2'), components=sup.components())
+        run(fake_config(tmp_path, lr_steps='5,2'))
     with pytest.raises(ValueError, match='--sample-size'):
-        run(sup.fake_config(tmp_path, sample_size=64), components=sup.components())
+        run(fake_config(tmp_path, sample_size=64))
     with pytest.raises(FileNotFoundError, match='dataset.json'):
-        run(sup.fake_config(tmp_path, data_dir=str(tmp_path / 'nowhere')),
-            components=sup.components())
-    with pytest.raises(TypeError):
-        Components(get_model=None)
+        run(fake_config(tmp_path, data_dir=str(tmp_path / 'nowhere')))
+    with pytest.raises(ValueError, match='unknown run settings: bogus'):
+        run(fake_config(tmp_path, bogus=1))
+    assert not os.path.exists(str(tmp_path / 'run'))           # a failed start writes nothing

@@ -10,11 +10,10 @@ import pytest
 
 from tasn_gluon.engine import CSV_COLUMNS, load_checkpoint, run
 from tasn_gluon.data.synthetic import SYNTHETIC_VERSION
-from tasn_gluon.engine.training import Components, prepare_data_dir
+from tasn_gluon.engine.builders import prepare_data_dir
+from tasn_gluon.engine.config import resolve_config
 
-from test_train_support import real_config, tiny_synthetic  # noqa: F401 (fixture)
-
-TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools')
+from conftest import real_config
 
 
 @pytest.mark.parametrize('method', ['tasn', 'baseline'])
@@ -65,8 +64,9 @@ def test_resume_bit_identical_real_pipeline(tiny_synthetic, tmp_path):
 
 
 def test_colour_on_the_device_batch(tiny_synthetic, tmp_path):
-    """With ``color_on_device`` (the default on GPUs) the record iterator leaves the colour steps
-    out and the trainer applies ``it.device_augment`` to each device's share of the batch."""
+    """With ``augment_on_device`` (the default on GPUs) the record iterator leaves the colour
+    steps out and the trainer applies ``it.device_augment`` to each device's share of the
+    batch."""
     from tasn_gluon.data import color
     calls = []
     original = color.BatchColorJitter.__call__
@@ -74,10 +74,9 @@ def test_colour_on_the_device_batch(tiny_synthetic, tmp_path):
     def counting(self, data):
         calls.append(data.shape)
         return original(self, data)
-    aug = dict(real_config(tiny_synthetic, tmp_path)['aug'], brightness=0.4, pca_noise=0.1,
-               color_on_device=True)
+    aug = dict(real_config(tiny_synthetic, tmp_path)['aug'], brightness=0.4, pca_noise=0.1)
     cfg = real_config(tiny_synthetic, tmp_path / 'run', epochs=1, max_batches_per_epoch=2,
-                      aug=aug, num_cpu_contexts=2)
+                      aug=aug, num_cpu_contexts=2, augment_on_device=True)
     color.BatchColorJitter.__call__ = counting
     try:
         hist = run(cfg)
@@ -88,63 +87,66 @@ def test_colour_on_the_device_batch(tiny_synthetic, tmp_path):
     assert calls == [(batch // 2, 3, cfg['input_size'], cfg['input_size'])] * 4, calls
 
 
-def test_cli_train_one_step(tiny_synthetic, tmp_path, capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('train_cli', os.path.join(TOOLS, 'train.py'))
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+def test_cli_train_one_step(tiny_synthetic, tmp_path, tool):
     out = str(tmp_path / 'cli')
     argv = ['--dataset', 'synthetic', '--data-dir', tiny_synthetic, '--method', 'baseline',
             '--net', 'resnet18', '--input-size', '64', '--sample-size', '32', '--att-size', '32',
-            '--batch-size', '4', '--epochs', '1', '--max-batches-per-epoch', '2', '--out', out,
+            '--batch-size', '4', '--epochs', '1', '--max-batches-per-epoch', '2',
             '--no-progress', '--num-data-threads', '1']
-    assert cli.main(argv) == 0
+    done = tool('train', *argv, '--out', out)
+    assert done.returncode == 0, done.stderr
     assert load_checkpoint(out)['epoch'] == 1
-    assert cli.main(argv + ['--gpus', '0-']) == 2
-    assert 'not a GPU id' in capsys.readouterr().err
+    assert 'epoch 1/1' in open(os.path.join(out, 'train.log')).read()
+    bad = tool('train', *argv, '--out', str(tmp_path / 'bad'), '--gpus', '0-')
+    assert bad.returncode == 2 and 'not a GPU id' in bad.stderr
+    assert 'Traceback' not in bad.stderr and not os.path.exists(str(tmp_path / 'bad'))
 
 
-def test_synthetic_set_generated_once(tmp_path):
+def test_synthetic_set_generated_once(synthetic_cache, monkeypatch):
     """Generated on first use, reused after, and regenerated when the cached set was made by
     an older design of the generator (version 1 had no version field)."""
     calls = []
 
-    def fake_make(out_dir, seed=0, **kw):
+    def fake_make(out_dir, num_classes=6, per_class_train=160, per_class_val=40,
+                  image_size=256, seed=0, quality=95, num_threads=None):
         calls.append(out_dir)
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, 'dataset.json'), 'w') as f:
             f.write(json.dumps({'synthetic': {'version': SYNTHETIC_VERSION}}))
-    comps = Components(make_synthetic_dataset=fake_make)
-    cache = str(tmp_path / 'cache')
-    cfg = dict(dataset='synthetic', synthetic_dir=cache)
-    assert prepare_data_dir(cfg, comps) == cache
-    assert prepare_data_dir(cfg, comps) == cache
-    assert calls == [cache]
-    with open(os.path.join(cache, 'dataset.json'), 'w') as f:
+    monkeypatch.setattr('tasn_gluon.engine.builders.make_synthetic_dataset', fake_make)
+    cfg = resolve_config(dict(dataset='synthetic'))
+    assert prepare_data_dir(cfg) == synthetic_cache
+    assert prepare_data_dir(cfg) == synthetic_cache
+    assert calls == [synthetic_cache]
+    with open(os.path.join(synthetic_cache, 'dataset.json'), 'w') as f:
         f.write(json.dumps({'synthetic': {'seed': 0}}))          # an old-design cache
-    assert prepare_data_dir(cfg, comps) == cache and calls == [cache] * 2
+    assert prepare_data_dir(cfg) == synthetic_cache and calls == [synthetic_cache] * 2
+    with pytest.raises(FileNotFoundError, match='give --data-dir'):  # a resume never generates
+        os.remove(os.path.join(synthetic_cache, 'dataset.json'))
+        prepare_data_dir(cfg, may_generate=False)
     with pytest.raises(ValueError, match='--data-dir is required'):
-        prepare_data_dir(dict(dataset='cub'), comps)
+        prepare_data_dir(resolve_config(dict(dataset='cub', from_scratch=True)))
 
 
 def test_ablation_switches():
     """kd_weight=0 drops the KD term; uniform_sampler samples with flat profiles (both sampled
     images become the same plain resize)."""
-    from tasn_gluon.engine.training import build_loss, build_net
-    cfg = dict(method='tasn', net='resnet18', input_size=64, att_size=32, sample_size=32,
-               uniform_sampler=True)
+    from tasn_gluon.engine.builders import build_loss, build_net
+    cfg = resolve_config(dict(method='tasn', net='resnet18', input_size=64, att_size=32,
+                              sample_size=32, uniform_sampler=True, num_classes=3,
+                              dataset='synthetic'))
     mx.random.seed(0)
-    net = build_net(cfg, 3, [mx.cpu()])
+    net = build_net(cfg, [mx.cpu()])
     x = mx.nd.random.normal(shape=(2, 3, 64, 64))
     ex = net.explain(x, detail_channel=5)
     assert np.array_equal(ex['structure_image'].asnumpy(), ex['detail_image'].asnumpy())
     outs = net(x)
     assert len(outs) == 5 and all(np.isfinite(o.asnumpy()).all() for o in outs)
     label = mx.nd.array([0, 2])
-    full = build_loss(dict(method='tasn'))
-    no_kd = build_loss(dict(method='tasn', kd_weight=0.0))
+    full = build_loss(cfg)
+    no_kd = build_loss(cfg.replace(kd_weight=0.0))
     np.testing.assert_allclose(no_kd(outs, label).asnumpy(),
                                (full(outs, label) - full.terms(outs, label)['kd']).asnumpy(),
                                rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match='--uniform-sampler'):
-        build_net(dict(cfg, method='baseline'), 3, [mx.cpu()])
+        cfg.replace(method='baseline')

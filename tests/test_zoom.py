@@ -1,12 +1,14 @@
-"""The badge magnification of TASN's sampler on the synthetic set (tasn_gluon.engine.zoom)."""
+"""The badge magnification of TASN's sampler on the synthetic set (tasn_gluon.reports.zoom)."""
 import mxnet as mx
 import numpy as np
 import pytest
 
-from tasn_gluon.engine.training import build_net, seed_everything
-from tasn_gluon.engine.zoom import axis_magnification, badge_boxes, badge_magnification
+from tasn_gluon.engine.builders import build_net
+from tasn_gluon.engine.config import resolve_config
+from tasn_gluon.engine.training import seed_everything
+from tasn_gluon.reports.zoom import axis_magnification, badge_boxes, badge_magnification
 
-from test_train_support import real_config, tiny_synthetic  # noqa: F401 (fixture)
+from conftest import real_config
 
 
 def test_axis_magnification_of_a_plain_resize_is_one():
@@ -26,8 +28,8 @@ def test_badge_boxes_follow_the_input_size(tiny_synthetic):
 
 def test_untrained_tasn_magnification(tiny_synthetic, tmp_path):
     seed_everything(0)
-    cfg = real_config(tiny_synthetic, tmp_path, input_size=96)
-    net = build_net(cfg, 4, [mx.cpu()])
+    cfg = resolve_config(real_config(tiny_synthetic, tmp_path, input_size=96, num_classes=4))
+    net = build_net(cfg, [mx.cpu()])
     mags = badge_magnification(net, tiny_synthetic, batch_size=5)
     assert mags.shape == (12,) and np.all(np.isfinite(mags))
     assert np.all(mags > 0) and np.all(mags <= 4.0 + 1e-6)   # dense = 4 caps the zoom

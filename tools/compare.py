@@ -1,22 +1,22 @@
 #!/usr/bin/env python
 """Print our eval results beside the published numbers as a Markdown table.
 
-Example::
-
+Example:
     python tools/compare.py cub_r50.json cub_r50_336.json [--published data/published_results.csv]
 
 Published values come from data/published_results.csv, each with its source; empty slots stay
-empty. The difference column is ours minus published, in points.
+empty. The difference column is ours minus published, in points. A result whose data is not
+the published dataset (other classes or image counts) is listed under "custom data".
 """
-import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tasn_gluon import cli
+from tasn_gluon.engine.checkpoint import atomic_write_text
+from tasn_gluon.reports import compare
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[1])
+    p = cli.parser(__doc__)
     p.add_argument('results', nargs='+', help='eval JSON files written by tools/eval.py --out')
     p.add_argument('--published', default=None,
                    help='published table (default: data/published_results.csv)')
@@ -28,19 +28,15 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from tasn_gluon.engine import compare
-    from tasn_gluon.engine.checkpoint import atomic_write_text
-    try:
+    status = [0]
+    with cli.reporting_errors(status):
         results = [compare.read_eval_json(p) for p in args.results]
         table = compare.compare_table(results, compare.read_published(args.published),
                                       all_datasets=args.all)
-    except (ValueError, FileNotFoundError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 2
-    print(table)
-    if args.out:
-        atomic_write_text(args.out, table + '\n')
-    return 0
+        print(table)
+        if args.out:
+            atomic_write_text(args.out, table + '\n')
+    return status[0]
 
 
 if __name__ == '__main__':

@@ -1,8 +1,7 @@
 #!/usr/bin/env python
 """Convert an official TASN checkpoint (Module format) into this project's run directory.
 
-Example::
-
+Examples:
     python tools/convert_official.py tasn-0300.params --out runs/official_cub_224
     python tools/convert_official.py cub_336-0300.params --sample-size 336 \\
         --out runs/official_cub_336
@@ -13,27 +12,27 @@ filled; otherwise nothing is written and the offending names are printed. The of
 arithmetic (--legacy-sampler) is the default, so the converted model predicts what the official
 graph predicts; --clean-sampler records this project's corrected sampler instead.
 """
-import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tasn_gluon import cli
+from tasn_gluon.convert import convert_official
+from tasn_gluon.engine.config import RECIPES
+from tasn_gluon.model_zoo import backbone_names
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[1],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli.parser(__doc__)
     a = p.add_argument
     a('params', help='official checkpoint, e.g. tasn-0300.params (arg:/aux: names)')
     a('--out', required=True, help='run directory to create')
     a('--num-classes', type=int, default=None,
       help='classes (default: from the shared fc, fullyconnected2_weight)')
-    a('--sample-size', type=int, default=224, help='sampled image side (224, or 336)')
-    a('--input-size', type=int, default=512, help='input side')
-    a('--att-size', type=int, default=224, help='attention-net input side')
-    a('--net', default='resnet50', choices=['resnet50', 'resnet18'], help='backbone')
-    a('--dataset', default='cub', choices=['cub', 'cars', 'inat', 'synthetic'],
-      help='recipe recorded in the run configuration')
+    a('--sample-size', type=int, default=224, help='sampled image side: 224 (default) or 336')
+    a('--input-size', type=int, default=512, help='input side (default 512)')
+    a('--att-size', type=int, default=224, help='attention-net input side (default 224)')
+    a('--net', default='resnet50', choices=backbone_names(), help='backbone (default resnet50)')
+    a('--dataset', default='cub', choices=sorted(RECIPES),
+      help='recipe recorded in the run configuration (default cub)')
     a('--epoch', type=int, default=None,
       help='epoch number of the checkpoint (default: from the file name, else 0)')
     a('--clean-sampler', dest='legacy_sampler', action='store_false',
@@ -43,18 +42,15 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from tasn_gluon.convert import ConversionError, convert_official
-    try:
+    status = [0]
+    with cli.reporting_errors(status):
         record = convert_official(args.params, args.out, num_classes=args.num_classes,
                                   sample_size=args.sample_size,
                                   legacy_sampler=args.legacy_sampler, dataset=args.dataset,
                                   epoch=args.epoch, input_size=args.input_size,
                                   att_size=args.att_size, net=args.net)
-    except (ConversionError, ValueError, FileNotFoundError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 2
-    print('wrote %s' % record)
-    return 0
+        print('wrote %s' % record)
+    return status[0]
 
 
 if __name__ == '__main__':

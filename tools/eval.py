@@ -1,64 +1,59 @@
 #!/usr/bin/env python
 """Evaluate a checkpoint on a packed val set: the five accuracies (top-1, top-5), KD loss, count.
 
-Examples::
-
+Examples:
     python tools/eval.py --checkpoint runs/cub_r50 --data-dir /data/cub_rec --gpus 0 --out cub.json
     python tools/eval.py --checkpoint runs/cub_r50/epoch-0300.params --data-dir /data/cub_rec
     python tools/eval.py --checkpoint export/tasn-symbol.json --data-dir /data/cub_rec
 
 The JSON holds att, part, master, part_aux, master_aux (top-1 as fractions), the same with a
-_top5 suffix, top1/top5 (the reported accuracy: master_aux for TASN), kd_loss and num_images
-(the baseline and exported models fill the keys they have).
+_top5 suffix, top1/top5 (the reported accuracy: master_aux for TASN), kd_loss, distinct_maps
+and num_images (the baseline and exported models fill the keys they have). A model whose
+classes differ from the data's (count, or names) is refused.
 """
-import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tasn_gluon.engine.cli import add_network_flags, network_overrides  # noqa: E402
+from tasn_gluon import cli
+from tasn_gluon.engine import evaluation, get_contexts
+from tasn_gluon.engine.config import RECIPES
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[1],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli.parser(__doc__)
     a = p.add_argument
     a('--checkpoint', required=True,
       help='run directory (its newest checkpoint), an epoch-NNNN.params file, or an exported '
            'NAME-symbol.json')
     a('--data-dir', required=True, help='folder with val.rec and dataset.json')
-    a('--gpus', default='', help='GPU ids: "0", "0-3", "0,2"; empty for CPU')
-    a('--batch-size', type=int, default=None, help='images per batch over all devices')
+    a('--gpus', default='', help='GPU ids: "0", "0-3", "0,2"; empty (default) for CPU')
+    a('--batch-size', type=int, default=None,
+      help='images per batch over all devices (default: the run\'s)')
     a('--out', default=None, help='write the result JSON here')
     a('--label', default=None, help='name of this result in compare.py tables')
-    a('--dataset', default=None, help='dataset key for compare.py (cub, cars, inat, synthetic); '
-                                      'default: the run\'s')
-    a('--num-data-threads', type=int, default=None, help='decoding threads')
-    add_network_flags(p, 'network, for a .params file without a run configuration beside it')
+    a('--dataset', default=None, choices=sorted(RECIPES),
+      help="dataset key for compare.py (default: the run's)")
+    a('--num-data-threads', type=int, default=None, help='decoding threads (default: all cores)')
+    cli.add_network_flags(p, 'network, for a .params file without a run configuration beside it')
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    from tasn_gluon.engine import evaluation, get_contexts
-    from tasn_gluon.engine.checkpoint import CheckpointError
-    try:
-        ctx = get_contexts(args.gpus)
-        overrides = dict(network_overrides(args), dataset=args.dataset)
-        res = evaluation.evaluate_checkpoint(args.checkpoint, args.data_dir, ctx,
-                                             batch_size=args.batch_size, overrides=overrides,
+    status = [0]
+    with cli.reporting_errors(status):
+        overrides = dict(cli.network_overrides(args), dataset=args.dataset)
+        res = evaluation.evaluate_checkpoint(args.checkpoint, args.data_dir,
+                                             get_contexts(args.gpus), batch_size=args.batch_size,
+                                             overrides=overrides,
                                              num_threads=args.num_data_threads)
         if args.label:
             res['label'] = args.label
         if args.out:
             evaluation.write_result_json(args.out, res)
-    except (ValueError, FileNotFoundError, CheckpointError, evaluation.EvaluationError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 2
-    print(evaluation.format_result(res))
-    if args.out:
-        print('wrote %s' % args.out)
-    return 0
+        print(evaluation.format_result(res))
+        if args.out:
+            print('wrote %s' % args.out)
+    return status[0]
 
 
 if __name__ == '__main__':

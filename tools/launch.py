@@ -7,11 +7,9 @@ Example, two workers and one server on this machine:
 """
 import argparse
 import logging
-import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from tasn_gluon.launch import launch  # noqa: E402
+from tasn_gluon.launch import launch
 
 
 def parse_args(argv=None):

@@ -14,6 +14,7 @@ the previous checkpoint intact and readable.
 import glob
 import hashlib
 import json
+import logging
 import os
 import random
 import re
@@ -21,11 +22,16 @@ import time
 
 import numpy as np
 
-__all__ = ['save_checkpoint', 'load_checkpoint', 'find_checkpoint', 'atomic_write',
-           'atomic_write_text', 'file_sha256', 'CheckpointError', 'CHECKPOINT_POINTER']
+__all__ = ['save_checkpoint', 'load_checkpoint', 'find_checkpoint', 'record_of_params',
+           'atomic_write', 'atomic_write_text', 'file_sha256', 'remove_stale_temporaries',
+           'write_export_info', 'read_export_info', 'drop_trainer_states', 'CheckpointError',
+           'CHECKPOINT_POINTER']
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_POINTER = 'checkpoint.json'
 _EPOCH_RE = re.compile(r'^epoch-(\d+)\.json$')
+_TEMPORARY_RE = re.compile(r'^\..+\.tmp-(\d+)$')   # atomic_write's names: .NAME.tmp-PID
 
 
 class CheckpointError(RuntimeError):
@@ -61,6 +67,30 @@ def atomic_write(path, writer):
             os.remove(tmp)
     _fsync_dir(folder)
     return path
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder):
+    """Removes the temporary files of :func:`atomic_write` (``.NAME.tmp-PID``) whose process no
+    longer runs on this machine (a killed write); returns their paths. A file whose process id
+    is alive is kept: it may be another process's write in progress."""
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        m = _TEMPORARY_RE.match(name)
+        if m and not _process_alive(int(m.group(1))):
+            path = os.path.join(folder, name)
+            os.remove(path)
+            removed.append(path)
+    return removed
 
 
 def atomic_write_text(path, text):
@@ -155,6 +185,23 @@ def _prune(run_dir, keep):
                 os.remove(p)
 
 
+def drop_trainer_states(run_dir):
+    """Deletes the trainer states (optimizer momentum) of every checkpoint of ``run_dir`` and
+    records that in each checkpoint record: the run can still be evaluated, exported and
+    pictured, but no longer resumed. The demo keeps only what it needs this way."""
+    for e in _list_epochs(run_dir):
+        meta = os.path.join(run_dir, _name(e, 'json'))
+        with open(meta) as f:
+            record = json.load(f)
+        states = record['files'].pop('states', None)
+        if states is None:
+            continue
+        record.get('sha256', {}).pop('states', None)
+        record['trainer_states_dropped'] = True
+        atomic_write_text(meta, json.dumps(record, indent=1, default=str))
+        os.remove(os.path.join(run_dir, states))
+
+
 def _list_epochs(run_dir):
     out = []
     for p in glob.glob(os.path.join(run_dir, 'epoch-*.json')):
@@ -184,11 +231,29 @@ def _read_record(run_dir, meta_name, verify=True):
     return record
 
 
+def record_of_params(params_path):
+    """The checkpoint record of an ``epoch-NNNN.params`` file of a run directory, after checking
+    the file against the SHA-256 recorded there (CheckpointError when it differs); None when no
+    record lies beside it (a file from elsewhere: nothing to check it against)."""
+    params_path = os.path.abspath(params_path)
+    run_dir, name = os.path.split(params_path)
+    meta = name[:-len('.params')] + '.json' if name.endswith('.params') else None
+    if meta is None or not os.path.isfile(os.path.join(run_dir, meta)):
+        return None
+    record = _read_record(run_dir, meta, verify=False)
+    if record['files'].get('params') != name:
+        return None
+    expected = record.get('sha256', {}).get('params')
+    if expected and file_sha256(params_path) != expected:
+        raise CheckpointError('%s does not match the SHA-256 recorded in %s (corrupt or '
+                              'overwritten)' % (params_path, record['record_path']))
+    return record
+
+
 def find_checkpoint(run_dir, verify=True):
     """The newest complete checkpoint of ``run_dir`` as its record (a dict with ``epoch``,
     ``params_path``, ``states_path``, ``history``, ``config``, ``rng``), or None when the folder
     holds none. A damaged newest checkpoint falls back to the one before, with a warning."""
-    import logging
     if not os.path.isdir(run_dir):
         return None
     candidates = []
@@ -198,7 +263,7 @@ def find_checkpoint(run_dir, verify=True):
             with open(pointer) as f:
                 candidates.append(json.load(f)['record'])
         except (ValueError, KeyError, OSError):
-            logging.warning('%s is unreadable; looking for epoch records instead', pointer)
+            logger.warning('%s is unreadable; looking for epoch records instead', pointer)
     candidates += [_name(e, 'json') for e in sorted(_list_epochs(run_dir), reverse=True)]
     seen = set()
     for name in candidates:
@@ -208,7 +273,7 @@ def find_checkpoint(run_dir, verify=True):
         try:
             return _read_record(run_dir, name, verify=verify)
         except (CheckpointError, ValueError, KeyError, OSError) as e:
-            logging.warning('skipping checkpoint %s: %s', os.path.join(run_dir, name), e)
+            logger.warning('skipping checkpoint %s: %s', os.path.join(run_dir, name), e)
     return None
 
 
@@ -220,3 +285,29 @@ def load_checkpoint(run_dir, verify=True):
                               'with their .params/.states)' % (os.path.abspath(run_dir),
                                                                CHECKPOINT_POINTER))
     return record
+
+
+# An exported inference graph (NAME-symbol.json + NAME-NNNN.params) is recorded in NAME-info.json:
+# its classes (count and names) and the run configuration it came from.
+EXPORT_INFO_SUFFIX = '-info.json'
+
+
+def write_export_info(prefix, num_classes, class_names, config):
+    path = prefix + EXPORT_INFO_SUFFIX
+    atomic_write_text(path, json.dumps(dict(num_classes=int(num_classes),
+                                            class_names=class_names, config=config),
+                                       indent=1, default=str) + '\n')
+    return path
+
+
+def read_export_info(prefix):
+    """What ``write_export_info`` recorded for the graph ``prefix``, or None when it recorded
+    nothing (an export of an older version)."""
+    path = prefix + EXPORT_INFO_SUFFIX
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError as e:
+        raise CheckpointError('%s is not valid JSON: %s' % (path, e))

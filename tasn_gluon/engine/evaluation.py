@@ -2,29 +2,41 @@
 
 Every image of the validation set is counted exactly once: the iterator pads its last batch
 (``batch.pad`` trailing entries) and those entries are dropped here.
+
+A model to evaluate (or to predict with) is loaded by :func:`load_model` from a run directory,
+one of its ``epoch-NNNN.params`` files (checked against the SHA-256 in its record) or an
+exported graph (``NAME-symbol.json``, with the ``NAME-info.json`` that export writes beside
+it); every path checks what it loads the same way, and refuses data whose classes differ.
 """
+import dataclasses
 import glob
 import json
 import logging
 import math
 import os
 import warnings
+from typing import List, Optional
 
 import mxnet as mx
 import numpy as np
 
-from .checkpoint import atomic_write_text, find_checkpoint, CheckpointError
-from .metrics import HEADS, TopKCounter
-from ..losses import distillation_loss
+from .. import ops
+from ..data import DatasetError, read_dataset_info
+from ..losses import HEADS, distillation_loss
+from . import builders
+from .checkpoint import (CheckpointError, atomic_write_text, find_checkpoint, read_export_info,
+                         record_of_params)
+from .config import RunConfig
+from .metrics import TopKCounter
 
 __all__ = ['validate', 'kd_loss_numpy', 'result_dict', 'write_result_json', 'EvaluationError',
-           'load_for_eval', 'evaluate_checkpoint', 'format_result']
+           'LoadedModel', 'load_model', 'check_classes', 'evaluate_checkpoint', 'format_result']
 
-logger = logging.getLogger('tasn_gluon')
+logger = logging.getLogger(__name__)
 
 
 class EvaluationError(RuntimeError):
-    pass
+    """A model that cannot be evaluated as asked (wrong classes, diverged outputs ...)."""
 
 
 def kd_loss_numpy(part_logits, master_logits, temperature=10.0):
@@ -35,38 +47,41 @@ def kd_loss_numpy(part_logits, master_logits, temperature=10.0):
     return distillation_loss(mx.nd, part, master, temperature).asnumpy()
 
 
-def output_list(out):
-    """A network's output as a list (one entry for a single-headed network)."""
+def _outputs(net, x, with_stats):
+    out = net(x)
     return list(out) if isinstance(out, (list, tuple)) else [out]
 
 
 def validate(net, val_iter, ctx, method='tasn', loss_fn=None, temperature=10.0,
-             heads=None, max_batches=None):
+             max_batches=None):
     """Runs ``net`` in predict mode over the whole of ``val_iter`` (reset first).
+
+    ``method`` 'tasn': ``net`` is a TASN (five heads, and the number of distinct attention maps
+    through ``net.with_attention_stats()``); otherwise a single-output network.
 
     Returns a dict with, per head, top-1 and top-5 (``att``, ``att_top5``, ...), ``top1`` and
     ``top5`` (the reported accuracy: ``master_aux`` for TASN, the single head otherwise),
-    ``loss`` (mean of ``loss_fn`` if given), ``kd_loss`` (TASN) and ``num_images``.
+    ``loss`` (mean of ``loss_fn`` if given), ``kd_loss`` and ``distinct_maps`` (TASN: the mean
+    number of distinct attention maps per image) and ``num_images``.
     """
     ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
-    if heads is None:
-        heads = list(HEADS) if method == 'tasn' else ['top']
+    tasn = method == 'tasn'
+    heads = list(HEADS) if tasn else ['top']
+    model = net.with_attention_stats() if tasn else net
     counters = {h: TopKCounter() for h in heads}
-    loss_sum, kd_sum, n_seen = 0.0, 0.0, 0
+    loss_sum, kd_sum, distinct_sum, n_seen = 0.0, 0.0, 0.0, 0
     val_iter.reset()
     for i, batch in enumerate(val_iter):
         if max_batches is not None and i >= max_batches:
             break
         data, label = batch.data[0], batch.label[0]
-        total = data.shape[0]
-        pad = int(batch.pad or 0)
-        valid = total - pad
+        valid = data.shape[0] - int(batch.pad or 0)
         if valid <= 0:
             continue
         datas = mx.gluon.utils.split_and_load(data, ctx, even_split=False)
         labels = mx.gluon.utils.split_and_load(label, ctx, even_split=False)
-        outs = [output_list(net(x)) for x in datas]
-        if len(outs[0]) != len(heads):
+        outs = [_outputs(model, x, tasn) for x in datas]
+        if len(outs[0]) != len(heads) + tasn:
             raise EvaluationError('the network returned %d outputs; expected %d (%s)'
                                   % (len(outs[0]), len(heads), ', '.join(heads)))
         per_head = [np.concatenate([o[j].asnumpy() for o in outs], axis=0)[:valid]
@@ -78,15 +93,13 @@ def validate(net, val_iter, ctx, method='tasn', loss_fn=None, temperature=10.0,
                                       'has diverged or its parameters are corrupt' % (h, i))
             counters[h].update(logits, lab)
         if loss_fn is not None:
-            losses = []
-            for o, y in zip(outs, labels):
-                lo = loss_fn(o if len(o) > 1 else o[0], y)
-                losses.append(lo.asnumpy().reshape(-1))
-            lv = np.concatenate(losses)[:valid]
+            lv = np.concatenate([loss_fn(o[:len(heads)] if tasn else o[0], y).asnumpy()
+                                 .reshape(-1) for o, y in zip(outs, labels)])[:valid]
             loss_sum += float(lv.sum())
-        if 'part' in heads and 'master' in heads:
-            kd_sum += float(kd_loss_numpy(per_head[heads.index('part')],
-                                          per_head[heads.index('master')], temperature).sum())
+        if tasn:
+            kd_sum += float(kd_loss_numpy(per_head[HEADS.index('part')],
+                                          per_head[HEADS.index('master')], temperature).sum())
+            distinct_sum += float(np.concatenate([o[-1].asnumpy() for o in outs])[:valid].sum())
         n_seen += valid
     res = {}
     for h in heads:
@@ -95,18 +108,19 @@ def validate(net, val_iter, ctx, method='tasn', loss_fn=None, temperature=10.0,
             res['top1'], res['top5'] = t1, t5
         else:
             res[h], res[h + '_top5'] = t1, t5
-    if 'master_aux' in heads:
+    if tasn:
         res['top1'], res['top5'] = res['master_aux'], res['master_aux_top5']
     res['loss'] = loss_sum / n_seen if (loss_fn is not None and n_seen) else None
-    res['kd_loss'] = kd_sum / n_seen if ('part' in heads and 'master' in heads and n_seen) \
-        else None
+    res['kd_loss'] = kd_sum / n_seen if (tasn and n_seen) else None
+    res['distinct_maps'] = distinct_sum / n_seen if (tasn and n_seen) else None
     res['num_images'] = n_seen
     return res
 
 
 def result_dict(res, **info):
     """The eval JSON: the five head keys (fractions), their ``_top5``, ``kd_loss``,
-    ``num_images``, ``top1``/``top5`` (reported accuracy) and run information."""
+    ``distinct_maps``, ``num_images``, ``top1``/``top5`` (reported accuracy) and run
+    information."""
     out = dict(info)
     for k, v in res.items():
         if isinstance(v, float) and math.isnan(v):
@@ -133,120 +147,185 @@ def format_result(result):
                       100 * result['top5']))
     if result.get('kd_loss') is not None:
         lines.append('KD loss      %.4f' % result['kd_loss'])
+    if result.get('distinct_maps') is not None:
+        lines.append('distinct attention maps per image %.1f' % result['distinct_maps'])
     lines.append('images       %d' % result['num_images'])
     return '\n'.join(lines)
 
 
-def load_for_eval(checkpoint, ctx, overrides=None, components=None):
-    """Finds the network and its configuration for ``checkpoint``.
+# ------------------------------------------------------------------------------ loading
 
-    ``checkpoint`` is a run directory (its newest complete checkpoint), an ``epoch-NNNN.params``
-    file of a run directory, or an exported model (``NAME-symbol.json`` with ``NAME-0000.params``
-    beside it, or the prefix ``NAME``; inference graph: reported accuracy only). Returns
-    ``(net, cfg, method, info)``.
+@dataclasses.dataclass
+class LoadedModel:
+    """A model ready to evaluate or predict with.
+
+    ``kind`` is 'tasn' or 'baseline' (a checkpoint: ``net`` is the training network, ``cfg``
+    its configuration) or 'exported' (an inference graph whose one output is TASN's master_aux
+    logits or the baseline's logits; ``cfg`` holds what its ``-info.json`` records).
     """
-    from .training import build_net  # noqa: avoid a cycle at import time
-    overrides = dict(overrides or {})
-    path = checkpoint
-    sym_file = None
+    net: object
+    kind: str
+    cfg: RunConfig
+    num_classes: Optional[int]
+    class_names: Optional[List[str]]
+    source: dict
+
+    @property
+    def method(self):
+        """tasn or baseline: what was trained."""
+        return self.cfg.method
+
+    @property
+    def input_size(self):
+        return int(self.cfg.input_size)
+
+    @property
+    def inference_net(self):
+        """The block giving the reported logits: TASN's predictor, else the network itself."""
+        return self.net.predictor() if self.kind == 'tasn' else self.net
+
+
+def _exported_graph(path):
+    """NAME-symbol.json for ``path`` (that file, or the prefix NAME), else None."""
     if path.endswith('-symbol.json'):
-        sym_file = path
-    elif not os.path.exists(path) and os.path.isfile(path + '-symbol.json'):
-        sym_file = path + '-symbol.json'
-    if sym_file is not None:
-        prefix = sym_file[:-len('-symbol.json')]
-        params = overrides.get('params') or _newest_export_params(prefix)
+        return path
+    if not os.path.exists(path) and os.path.isfile(path + '-symbol.json'):
+        return path + '-symbol.json'
+    return None
+
+
+def _load_exported(sym_file, ctx, overrides):
+    prefix = sym_file[:-len('-symbol.json')]
+    if not os.path.isfile(sym_file):
+        raise FileNotFoundError('exported graph %s does not exist' % sym_file)
+    cands = sorted(glob.glob(prefix + '-[0-9][0-9][0-9][0-9].params'))
+    params = overrides.pop('params', None) or (cands[-1] if cands else None)
+    if params is None:
+        raise FileNotFoundError('no %s-NNNN.params beside the exported graph' % prefix)
+    info = read_export_info(prefix)
+    if info is None:
+        logger.warning('%s-info.json is missing (an export of an older version): the classes '
+                       'of %s cannot be checked', prefix, sym_file)
+        info = {}
+    cfg = RunConfig(**{k: v for k, v in dict(info.get('config', {}), **overrides).items()
+                       if k in {f.name for f in dataclasses.fields(RunConfig)}})
+    ops.load()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
         try:
-            from .. import ops
-            ops.load()
-        except Exception as e:  # the graph may not need the operator
-            logger.warning('could not load the AttSampler operator library: %s', e)
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
             net = mx.gluon.SymbolBlock.imports(sym_file, ['data'], params, ctx=ctx)
-        return net, dict(overrides), 'exported', dict(checkpoint=os.path.abspath(sym_file),
-                                                     params=os.path.abspath(params))
-    if os.path.isdir(path):
-        record = find_checkpoint(path)
+        except Exception as e:  # MXNetError for a corrupt graph or parameters
+            raise EvaluationError('cannot load the exported graph %s with %s: %s'
+                                  % (sym_file, params, e))
+    return LoadedModel(net, 'exported', cfg, info.get('num_classes'), info.get('class_names'),
+                       dict(checkpoint=os.path.abspath(sym_file), params=os.path.abspath(params)))
+
+
+def load_model(checkpoint, ctx, overrides=None):
+    """Loads ``checkpoint``: a run directory (its newest complete checkpoint, verified), an
+    ``epoch-NNNN.params`` file (verified against its record when one lies beside it), or an
+    exported model (``NAME-symbol.json`` or the prefix NAME). ``overrides`` are network settings
+    (``method``, ``net``, ``num_classes``, ``input_size`` ...) for a ``.params`` file without a
+    configuration beside it. Returns a :class:`LoadedModel`."""
+    overrides = {k: v for k, v in dict(overrides or {}).items() if v is not None}
+    checkpoint = os.fspath(checkpoint)
+    ctx = list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
+    sym_file = _exported_graph(checkpoint)
+    if sym_file is not None:
+        return _load_exported(sym_file, ctx, overrides)
+    if os.path.isdir(checkpoint):
+        record = find_checkpoint(checkpoint)
         if record is None:
-            raise CheckpointError('no complete checkpoint in %s' % os.path.abspath(path))
-        params, cfg = record['params_path'], dict(record['config'])
-        info = dict(checkpoint=record['params_path'], epoch=record['epoch'])
-    elif os.path.isfile(path):
-        params = path
-        meta = path[:-len('.params')] + '.json' if path.endswith('.params') else None
-        cfg = {}
-        for candidate in (meta, os.path.join(os.path.dirname(path), 'config.json')):
-            if candidate and os.path.isfile(candidate):
-                with open(candidate) as f:
-                    d = json.load(f)
-                cfg = dict(d.get('config', d))
-                break
-        info = dict(checkpoint=os.path.abspath(path))
+            raise CheckpointError('no complete checkpoint in %s' % os.path.abspath(checkpoint))
+        params, saved = record['params_path'], record['config']
+        source = dict(checkpoint=params, epoch=record['epoch'])
+    elif os.path.isfile(checkpoint):
+        params, record = checkpoint, record_of_params(checkpoint)
+        saved = record['config'] if record else _config_beside(checkpoint)
+        source = dict(checkpoint=os.path.abspath(checkpoint),
+                      epoch=record['epoch'] if record else None)
     else:
         raise FileNotFoundError('checkpoint %s does not exist (give a run directory, an '
-                                'epoch-NNNN.params file, or an exported NAME-symbol.json)' % path)
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
-    missing = [k for k in ('net', 'method', 'num_classes', 'input_size', 'att_size',
-                           'sample_size') if cfg.get(k) is None]
-    if missing:
-        raise EvaluationError('cannot tell the network of %s: no run configuration beside it; '
-                              'give %s' % (path, ', '.join('--' + m.replace('_', '-')
-                                                            for m in missing)))
-    net = build_net(cfg, cfg['num_classes'], ctx, initialize=False, components=components)
+                                'epoch-NNNN.params file, or an exported NAME-symbol.json)'
+                                % checkpoint)
+    cfg = _network_config(saved, overrides, checkpoint)
+    net = builders.build_net(cfg, ctx)
     try:
         net.load_parameters(params, ctx=ctx)
     except Exception as e:
         raise EvaluationError('%s does not fit a %s %s network with %d classes: %s'
-                              % (params, cfg['method'], cfg['net'], cfg['num_classes'], e))
-    return net, cfg, cfg['method'], info
+                              % (params, cfg.method, cfg.net, cfg.num_classes, e))
+    return LoadedModel(net, cfg.method, cfg, cfg.num_classes, cfg.class_names, source)
 
 
-def _newest_export_params(prefix):
-    cands = sorted(glob.glob(prefix + '-[0-9][0-9][0-9][0-9].params'))
-    if not cands:
-        raise FileNotFoundError('no %s-NNNN.params beside the exported graph' % prefix)
-    return cands[-1]
+def _config_beside(params_path):
+    path = os.path.join(os.path.dirname(os.path.abspath(params_path)), 'config.json')
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _network_config(saved, overrides, checkpoint):
+    given = dict(saved)
+    given.update(overrides)
+    missing = [k for k in ('net', 'method', 'num_classes', 'input_size', 'att_size',
+                           'sample_size') if given.get(k) is None]
+    if missing:
+        raise EvaluationError('cannot tell the network of %s: no run configuration beside it; '
+                              'give %s' % (checkpoint, ', '.join('--' + m.replace('_', '-')
+                                                                for m in missing)))
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    # a checkpoint needs no ImageNet weights: its own parameters replace them
+    given.update(pretrained=None, att_pretrained=None, from_scratch=True)
+    return RunConfig(**{k: v for k, v in given.items() if k in known}).validate()
+
+
+def check_classes(model, num_classes, class_names, where):
+    """Refuses data whose classes differ from the model's (count, and names where both have
+    them): the accuracy would be meaningless."""
+    if model.num_classes is not None and int(model.num_classes) != int(num_classes):
+        raise EvaluationError('the model (%s) has %d classes but %s has %d'
+                              % (model.source['checkpoint'], model.num_classes, where,
+                                 num_classes))
+    if model.class_names and class_names and list(model.class_names) != list(class_names):
+        diff = [i for i, (a, b) in enumerate(zip(model.class_names, class_names)) if a != b]
+        raise EvaluationError('the model (%s) and %s name their classes differently (first at '
+                              'class %d: %r vs %r)' % (model.source['checkpoint'], where, diff[0],
+                                                       model.class_names[diff[0]],
+                                                       class_names[diff[0]]))
 
 
 def evaluate_checkpoint(checkpoint, data_dir, ctx, batch_size=None, out=None, overrides=None,
-                        num_threads=None, components=None):
+                        num_threads=None):
     """Evaluates a checkpoint on ``data_dir``'s val set; returns (and optionally writes) the
     eval JSON dict."""
-    from .training import get_val_dataloader, build_loss, _components
-    info_ds = _components(components).read_dataset_info(data_dir)
-    net, cfg, method, info = load_for_eval(checkpoint, ctx, overrides, components)
-    if method == 'exported':
-        input_size = int(cfg.get('input_size') or 512)
-    else:
-        input_size = int(cfg['input_size'])
-        if int(cfg['num_classes']) != int(info_ds['num_classes']):
-            raise EvaluationError('the checkpoint has %d classes but %s has %d'
-                                  % (cfg['num_classes'], data_dir, info_ds['num_classes']))
-    bs = int(batch_size or cfg.get('eval_batch_size') or cfg.get('batch_size') or 16)
+    ds = read_dataset_info(data_dir)
+    model = load_model(checkpoint, ctx, overrides)
+    check_classes(model, ds['num_classes'], ds['class_names'], data_dir)
+    bs = int(batch_size or model.cfg.eval_batch_size or model.cfg.batch_size)
     bs = max(len(ctx), bs - bs % len(ctx))
-    val_iter = get_val_dataloader(data_dir, bs, input_size, num_threads=num_threads,
-                                  components=components)
-    loss_fn = build_loss(cfg, components) if method in ('tasn', 'baseline') else None
-    heads = ['top'] if method in ('baseline', 'exported') else None
-    res = validate(net, val_iter, ctx, method=method if method != 'exported' else 'baseline',
-                   loss_fn=loss_fn, temperature=float(cfg.get('temperature', 10.0)), heads=heads)
-    expected = info_ds.get('num_val')
-    if expected is not None and res['num_images'] != int(expected):
-        raise EvaluationError('evaluated %d images but %s/dataset.json says the val set has %d'
-                              % (res['num_images'], data_dir, int(expected)))
-    if method == 'exported':  # the inference graph's output is TASN's master_aux
-        res['master_aux'], res['master_aux_top5'] = res['top1'], res['top5']
-    result = result_dict(res, method=cfg.get('method') or ('tasn' if method == 'exported'
-                                                           else method),
-                         model_format='exported' if method == 'exported' else 'checkpoint',
-                         net=cfg.get('net'),
-                         dataset=cfg.get('dataset', info_ds.get('name')),
-                         dataset_name=info_ds.get('name'), data_dir=os.path.abspath(data_dir),
-                         sample_size=cfg.get('sample_size'), input_size=input_size,
-                         legacy_sampler=cfg.get('legacy_sampler'),
-                         uniform_sampler=cfg.get('uniform_sampler'), kd_weight=cfg.get('kd_weight'),
-                         **info)
+    val_iter = builders.val_loader(model.cfg.replace(num_data_threads=num_threads), data_dir, bs)
+    if model.kind == 'exported':
+        res = validate(model.net, val_iter, ctx, method='baseline')
+        if model.method == 'tasn':  # the inference graph's output is TASN's master_aux
+            res['master_aux'], res['master_aux_top5'] = res['top1'], res['top5']
+    else:
+        res = validate(model.net, val_iter, ctx, method=model.kind,
+                       loss_fn=builders.build_loss(model.cfg), temperature=model.cfg.temperature)
+    if res['num_images'] != int(ds['num_val']):
+        raise DatasetError('evaluated %d images but %s/dataset.json says the val set has %d'
+                           % (res['num_images'], data_dir, int(ds['num_val'])))
+    cfg = model.cfg
+    result = result_dict(res, method=cfg.method, model_format='exported' if model.kind ==
+                         'exported' else 'checkpoint', net=cfg.net,
+                         dataset=(overrides or {}).get('dataset') or cfg.dataset,
+                         dataset_name=ds.get('name'), data_dir=os.path.abspath(data_dir),
+                         num_classes=int(ds['num_classes']), num_train=ds.get('num_train'),
+                         num_val=int(ds['num_val']), sample_size=cfg.sample_size,
+                         input_size=cfg.input_size, legacy_sampler=cfg.legacy_sampler,
+                         uniform_sampler=cfg.uniform_sampler, kd_weight=cfg.kd_weight,
+                         **model.source)
     if out:
         write_result_json(out, result)
     return result

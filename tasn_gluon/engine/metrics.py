@@ -5,20 +5,20 @@ import math
 
 import numpy as np
 
+from ..losses import HEADS
 from .checkpoint import atomic_write, atomic_write_text
 
-__all__ = ['HEADS', 'CSV_COLUMNS', 'TopKCounter', 'write_metrics_csv', 'read_metrics_csv',
-           'plot_curves']
-
-# The five predictions of TASN (spec section 6), in the order the model returns them.
-HEADS = ('att', 'part', 'master', 'part_aux', 'master_aux')
+__all__ = ['CSV_COLUMNS', 'TopKCounter', 'write_metrics_csv', 'read_metrics_csv',
+           'plot_curves', 'save_figure']
 
 # metrics.csv: one row per epoch, the same columns for both methods (the baseline leaves the
 # TASN-only cells empty). val_top1/val_top5 are the reported accuracy: master_aux for TASN, the
-# only head for the baseline.
+# only head for the baseline. val_distinct_maps: the mean number of distinct attention maps per
+# val image (of 512; a collapse of the attention shows as a handful).
 CSV_COLUMNS = (['epoch', 'lr', 'train_loss', 'train_top1', 'val_loss', 'val_top1', 'val_top5']
                + ['val_%s' % h for h in HEADS] + ['val_%s_top5' % h for h in HEADS]
-               + ['val_kd_loss', 'num_val_images', 'epoch_time_s', 'train_images_per_s'])
+               + ['val_kd_loss', 'val_distinct_maps', 'num_val_images', 'epoch_time_s',
+                  'train_images_per_s'])
 
 
 class TopKCounter:

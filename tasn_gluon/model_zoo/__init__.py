@@ -6,18 +6,19 @@ from .resnet import (BasicUnitV2, BottleneckUnitV2, ResNetV2, resnet_spec, get_r
                      resnet18_v2, resnet34_v2, resnet50_v2, resnet101_v2, resnet152_v2)
 from .vgg import VGG, vgg_spec, get_vgg, vgg16, vgg19
 from .attention_net import MultiDilationConv, AttentionNet, get_attention_net
-from .pretrained import load_pretrained, read_params, MEAN_RGB
-from .tasn import (backbone_spec, get_backbone, TASN, TASNPredictor, Baseline, get_tasn,
-                   get_baseline, default_initializer, OUTPUT_NAMES)
+from .pretrained import load_pretrained
+from .weights import WeightsError, load_symbol_checkpoint
+from .tasn import (backbone_spec, backbone_names, get_backbone, TASN, TASNPredictor, Baseline,
+                   get_tasn, get_baseline, default_initializer)
 
 __all__ = ['get_model', 'get_model_list',
            'BasicUnitV2', 'BottleneckUnitV2', 'ResNetV2', 'resnet_spec', 'get_resnet',
            'resnet18_v2', 'resnet34_v2', 'resnet50_v2', 'resnet101_v2', 'resnet152_v2',
            'VGG', 'vgg_spec', 'get_vgg', 'vgg16', 'vgg19',
            'MultiDilationConv', 'AttentionNet', 'get_attention_net',
-           'load_pretrained', 'read_params', 'MEAN_RGB',
-           'backbone_spec', 'get_backbone', 'TASN', 'TASNPredictor', 'Baseline', 'get_tasn',
-           'get_baseline', 'default_initializer', 'OUTPUT_NAMES']
+           'load_pretrained', 'WeightsError', 'load_symbol_checkpoint',
+           'backbone_spec', 'backbone_names', 'get_backbone', 'TASN', 'TASNPredictor',
+           'Baseline', 'get_tasn', 'get_baseline', 'default_initializer']
 
 
 def _models():

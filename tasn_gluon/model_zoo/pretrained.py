@@ -29,59 +29,20 @@ into the weights so that the loaded network computes the same function on TASN's
 running statistics of ``bn_data`` (ResNets; exact) and into ``conv1_1`` (VGG; exact away from the
 zero-padded border).
 """
-import os
-
 import numpy as np
 import mxnet as mx
 
-__all__ = ['MEAN_RGB', 'GLUON_MEAN', 'GLUON_STD', 'read_params', 'load_pretrained']
+from ..data.pipeline import MEAN_RGB
+from .attention_net import AttentionNet
+from .resnet import BasicUnitV2, ResNetV2
+from .vgg import VGG
+from .weights import assign, is_symbol_checkpoint, load_symbol_checkpoint, read_gluon_params
 
-MEAN_RGB = (123.68, 116.779, 103.939)   # TASN's input: RGB in 0..255 minus this mean
+__all__ = ['GLUON_MEAN', 'GLUON_STD', 'load_pretrained']
+
 GLUON_MEAN = (0.485, 0.456, 0.406)      # Gluon model zoo's input normalisation
 GLUON_STD = (0.229, 0.224, 0.225)
 _GLUON_BN_EPS = 1e-5                    # eps of the BatchNorms in the Gluon model zoo
-
-
-def read_params(path, zoo_name=None):
-    """Reads a Gluon ``.params`` file into ``{structural name: numpy array}``.
-
-    Files saved by ``save_parameters`` (keys like ``features.1.weight``) are read directly.
-    Older files saved by ``save_params`` (names like ``stage1_conv0_weight``) are read through
-    MXNet's own ``model_zoo.vision`` definition of ``zoo_name`` to recover the structural
-    names (only to parse the file; the networks of this package do not use those classes).
-
-    Raises
-    ------
-    FileNotFoundError
-        When ``path`` does not exist.
-    ValueError
-        When the file cannot be read as an MXNet parameter file.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            'Pretrained weights not found: %s (expected a local Gluon model-zoo .params file%s; '
-            'nothing is downloaded)' % (path, ' for %s' % zoo_name if zoo_name else ''))
-    try:
-        loaded = mx.nd.load(path)
-    except Exception as err:  # MXNetError for corrupt files
-        raise ValueError('Cannot read %s as an MXNet .params file: %s' % (path, err)) from err
-    if not isinstance(loaded, dict) or not loaded:
-        raise ValueError('%s holds no named parameters' % path)
-    if any('.' in k for k in loaded):
-        return {k.split(':', 1)[-1]: v.asnumpy() for k, v in loaded.items()}
-    if zoo_name is None:
-        raise ValueError('%s uses prefix names; give zoo_name to read it' % path)
-    # legacy names (saved by the old save_params, e.g. 'stage1_conv0_weight'): let MXNet's
-    # reference definition place them, then read back the structural names
-    from mxnet.gluon.model_zoo import vision
-    ref = vision.get_model(zoo_name)
-    try:
-        ref.load_parameters(path, ctx=mx.cpu())
-    except Exception as err:
-        raise ValueError('%s does not match Gluon model zoo %s: %s' % (path, zoo_name, err)) \
-            from err
-    return {k: p.data().asnumpy() for k, p in ref._collect_params_with_prefix().items()}
 
 
 def _resnet_map(num_stages=4):
@@ -109,22 +70,6 @@ def _translate_resnet(src):
     return out
 
 
-def _assign(params, values, path, ctx):
-    """Sets ``params`` (structural name -> Parameter) from ``values``; errors on mismatch."""
-    missing = sorted(set(params) - set(values))
-    if missing:
-        raise ValueError('%s lacks parameters for %s' % (path, ', '.join(missing[:8]) +
-                                                         (' ...' if len(missing) > 8 else '')))
-    for name, param in params.items():
-        value = values[name]
-        if tuple(value.shape) != tuple(param.shape):
-            raise ValueError('%s: %s has shape %s, the network expects %s'
-                             % (path, name, value.shape, param.shape))
-        if param._data is None:
-            param.initialize(ctx=ctx)
-        param.set_data(mx.nd.array(value, dtype=param.dtype))
-
-
 def _fold_bn_data(values, eps):
     """Rewrites bn_data's running statistics so that TASN's 0..255 mean-subtracted input gives
     the same normalised output as Gluon's (x/255 - mean)/std input did."""
@@ -136,8 +81,7 @@ def _fold_bn_data(values, eps):
 
 
 def _load_resnet(net, path, zoo_name, fold_input_norm, ctx, final_bn=None):
-    from .resnet import BasicUnitV2
-    src = _translate_resnet(read_params(path, zoo_name))
+    src = _translate_resnet(read_gluon_params(path, zoo_name))
     if fold_input_norm:
         _fold_bn_data(src, net.bn_data._kwargs['eps'])
     params = dict(net._collect_params_with_prefix())
@@ -153,11 +97,11 @@ def _load_resnet(net, path, zoo_name, fold_input_norm, ctx, final_bn=None):
     if final_bn is not None:  # the attention net: the final BN initialises its head's BN
         for k, p in final_bn._collect_params_with_prefix().items():
             params['bn1.' + k] = p
-    _assign(params, src, path, ctx)
+    assign(params, src, path, ctx)
 
 
 def _load_vgg(net, path, zoo_name, fold_input_norm, ctx):
-    src = read_params(path, zoo_name)
+    src = read_gluon_params(path, zoo_name)
     src_convs = sorted({int(k.split('.')[1]) for k, v in src.items()
                         if k.startswith('features.') and v.ndim == 4})
     ours = [i for i, blk in enumerate(net.features) if isinstance(blk, mx.gluon.nn.Conv2D)]
@@ -177,7 +121,7 @@ def _load_vgg(net, path, zoo_name, fold_input_norm, ctx):
         values[key_b] = (b + (w * shift / s).sum(axis=(1, 2, 3))).astype(b.dtype)
     params = {k: p for k, p in net._collect_params_with_prefix().items()
               if k.startswith('features.')}
-    _assign(params, values, path, ctx)
+    assign(params, values, path, ctx)
 
 
 def load_pretrained(net, path, fold_input_norm=True, ctx=None):
@@ -191,26 +135,22 @@ def load_pretrained(net, path, fold_input_norm=True, ctx=None):
         Local ``.params`` file of the matching Gluon model-zoo network (``resnet{18,34,50,101,
         152}_v2`` or ``vgg{16,19}``; the attention net takes ``resnet18_v2``), or, for ResNets,
         an MXNet Symbol checkpoint (``resnet-50-0000.params``, ``arg:``/``aux:`` names), which
-        :func:`tasn_gluon.convert.load_symbol_checkpoint` maps without folding.
+        :func:`~tasn_gluon.model_zoo.weights.load_symbol_checkpoint` maps without folding.
     fold_input_norm : bool
         Fold Gluon's ``/255, -mean, /std`` input normalisation into the weights (see the module
         docstring) so that the network works on TASN's mean-subtracted 0..255 input.
     ctx : Context or list, optional
         Where to initialise parameters that are not initialised yet.
     """
-    from .resnet import ResNetV2
-    from .vgg import VGG
-    from .attention_net import AttentionNet
-    from .. import convert
     ctx = ctx or mx.cpu()
-    if convert.is_symbol_checkpoint(path):
+    if is_symbol_checkpoint(path):
         # MXNet Symbol/Module naming (arg:/aux:), e.g. MXNet's ImageNet resnet-50-0000.params
-        # as the official code used: mapped by tasn_gluon.convert, weights unchanged
+        # as the official code used: weights unchanged
         if not isinstance(net, (ResNetV2, AttentionNet)):
             raise ValueError('%s is a Symbol-named (arg:/aux:) checkpoint; those are supported '
                              'for ResNets only, give a Gluon model-zoo .params file for %s'
                              % (path, type(net).__name__))
-        convert.load_symbol_checkpoint(net, path, ctx=ctx)
+        load_symbol_checkpoint(net, path, ctx=ctx)
         return net
     if isinstance(net, AttentionNet):
         _load_resnet(net.body, path, net.body.zoo_name, fold_input_norm, ctx,

@@ -34,17 +34,15 @@ from mxnet.gluon.block import HybridBlock
 
 from .. import ops
 from ..attention import TrilinearAttention
-from ..maps import (MapsToProfiles, resize_bilinear, structure_map, detail_map,
-                    channel_weights, marginal_profiles, structure_profiles)
+from ..maps import (MapsToProfiles, channel_sums, distinct_mask, resize_bilinear, sampler_inputs,
+                    structure_profiles)
 from .attention_net import AttentionNet
 from .resnet import get_resnet
 from .vgg import get_vgg
 from .pretrained import load_pretrained
 
-__all__ = ['backbone_spec', 'get_backbone', 'TASN', 'TASNPredictor', 'Baseline', 'get_tasn',
-           'get_baseline', 'default_initializer', 'OUTPUT_NAMES']
-
-OUTPUT_NAMES = ('att', 'part', 'master', 'part_aux', 'master_aux')
+__all__ = ['backbone_spec', 'backbone_names', 'get_backbone', 'TASN', 'TASNPredictor',
+           'Baseline', 'get_tasn', 'get_baseline', 'default_initializer']
 
 # backbone name -> (family, depth); features are globally average-pooled
 backbone_spec = {
@@ -54,8 +52,13 @@ backbone_spec = {
 }
 
 
+def backbone_names():
+    """The backbones TASN and the baseline accept (``--net``), sorted."""
+    return sorted(backbone_spec)
+
+
 def get_backbone(name, norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
-    r"""Pooled-feature backbone by name (``backbone_spec``): (N, 3, S, S) -> (N, D).
+    r"""Pooled-feature backbone by name (``backbone_names()``): (N, 3, S, S) -> (N, D).
 
     Parameters
     ----------
@@ -66,7 +69,7 @@ def get_backbone(name, norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
         BatchNorm class and extra arguments (ResNets only).
     """
     if name not in backbone_spec:
-        raise ValueError('Unknown backbone %r; options are %s' % (name, sorted(backbone_spec)))
+        raise ValueError('Unknown backbone %r; options are %s' % (name, backbone_names()))
     family, depth = backbone_spec[name]
     if family == 'resnet':
         return get_resnet(depth, pool=True, norm_layer=norm_layer, norm_kwargs=norm_kwargs,
@@ -97,21 +100,25 @@ def _check_input(x, size, who):
 
 
 class _SamplerMixin:
-    """Sizes and sampler attributes shared by TASN and TASNPredictor."""
+    """Sizes and the sampling step shared by TASN and TASNPredictor."""
 
-    def _set_sizes(self, input_size, att_size, sample_size, dense, iters, legacy_sampler):
+    def _set_sizes(self, input_size, att_size, sample_size, dense, iters, legacy_sampler,
+                   uniform_sampler):
         for name, v in (('input_size', input_size), ('att_size', att_size),
                         ('sample_size', sample_size)):
             if int(v) <= 0:
                 raise ValueError('%s must be positive, got %r' % (name, v))
         self.input_size, self.att_size = int(input_size), int(att_size)
         self.sample_size = int(sample_size)
+        self.legacy_sampler, self.uniform_sampler = bool(legacy_sampler), bool(uniform_sampler)
         self._sampler_attrs = dict(scale=_sampler_scale(input_size, sample_size),
                                    dense=float(dense), iters=int(iters),
-                                   legacy=bool(legacy_sampler))
+                                   legacy=self.legacy_sampler)
 
     def _sample(self, F, x, att_y, att_x):
         # no gradient to the profiles (operator); to the image, the transpose of the sampling
+        if self.uniform_sampler:  # ablation: plain resizes, the sampler's contribution removed
+            att_y, att_x = F.ones_like(att_y), F.ones_like(att_x)
         return ops.att_sampler(x, att_y, att_x, **self._sampler_attrs)
 
 
@@ -131,26 +138,34 @@ class TASN(_SamplerMixin, HybridBlock):
     sample_size : int
         Side of the sampled images (224, or 336 for the 88.0% setting); the sampler's scale is
         ``sample_size / input_size``.
-    dense, iters, legacy_sampler
+    dense, iters
         Attention sampler attributes (``tasn_gluon.ops.att_sampler``).
+    legacy_sampler : bool
+        The official code's arithmetic where it has a named defect (docs/deviations.md): the
+        sampler's grid (``ops.att_sampler(legacy=True)``) and the structure map's mask
+        (``maps.official_structure_mask``). Default: the corrected arithmetic.
+    uniform_sampler : bool
+        Ablation: both images are sampled with uniform profiles (plain resizes of the input),
+        which removes the sampler's contribution.
     attention_variant, softmax_scale
         Trilinear attention variant and spatial-softmax scale (``TrilinearAttention``).
     norm_layer, norm_kwargs
         BatchNorm class (e.g. SyncBatchNorm) and extra arguments for every ResNet.
 
     Inputs: x (N, 3, input_size, input_size), mean-subtracted RGB.
-    Outputs: the tuple of logits ``(att, part, master, part_aux, master_aux)``, each
-    (N, num_classes). In training mode (``autograd.is_training()``) the detail map is one random
-    attention map per image, at inference the sum (hybridized too; see ``tasn_gluon.maps``).
-    Only ``att`` carries gradient back into the attention net.
+    Outputs: the tuple of logits ``(att, part, master, part_aux, master_aux)`` (``losses.HEADS``),
+    each (N, num_classes). In training mode (``autograd.is_training()``) the detail map is one
+    attention map drawn per image among the distinct ones, at inference the sum (hybridized too;
+    see ``tasn_gluon.maps``). Only ``att`` carries gradient back into the attention net.
     """
 
     def __init__(self, backbone='resnet50', num_classes=200, input_size=512, att_size=224,
                  sample_size=224, dense=4.0, iters=5, legacy_sampler=False,
-                 attention_variant='full', softmax_scale=7.0, norm_layer=nn.BatchNorm,
-                 norm_kwargs=None, **kwargs):
+                 uniform_sampler=False, attention_variant='full', softmax_scale=7.0,
+                 norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
         super().__init__(**kwargs)
-        self._set_sizes(input_size, att_size, sample_size, dense, iters, legacy_sampler)
+        self._set_sizes(input_size, att_size, sample_size, dense, iters, legacy_sampler,
+                        uniform_sampler)
         self.backbone_name = backbone
         self.num_classes = int(num_classes)
         with self.name_scope():
@@ -158,27 +173,35 @@ class TASN(_SamplerMixin, HybridBlock):
                                         norm_kwargs=norm_kwargs, prefix='att_')
             self.attention = TrilinearAttention(softmax_scale, attention_variant)
             # fed with X: only the two combinations of attention maps that TASN needs
-            self.maps = MapsToProfiles(self.att_net.channels, self.input_size,
-                                       attention=self.attention)
+            self.maps = MapsToProfiles(self.input_size, attention=self.attention,
+                                       official_mask=self.legacy_sampler)
             self.backbone = get_backbone(backbone, norm_layer=norm_layer,
                                          norm_kwargs=norm_kwargs, prefix='')
             d = self.backbone.out_channels
             self.fc_part = nn.Dense(num_classes, in_units=d, prefix='fullyconnected0_')
             self.fc_master = nn.Dense(num_classes, in_units=d, prefix='fullyconnected1_')
             self.fc = nn.Dense(num_classes, in_units=d, prefix='fullyconnected2_')
-        # held outside Block attributes, so that the predictor is not registered as a child
-        self._predictor = types.SimpleNamespace(block=None)
+        # views sharing the parameters, held outside Block attributes so that they are not
+        # registered as children (saved parameters stay those of TASN)
+        self._views = types.SimpleNamespace(predictor=None, stats=None)
 
     def forward(self, x, *args):
         _check_input(x, self.input_size, 'TASN')
         return super().forward(x, *args)
 
     def hybrid_forward(self, F, x):
+        return self.heads_and_stats(F, x)[0]
+
+    def heads_and_stats(self, F, x):
+        """``(logits, num_distinct)``: the five logits and the number of distinct attention
+        maps of each image (N,)."""
         att_logits, feats = self.att_net(resize_bilinear(F, x, self.att_size))
-        # the attention maps are cut from the graph inside self.maps: the attention net gets
-        # gradient from its own head only
-        dy, dx, sy, sx, _, _ = self.maps(feats)
-        return self._heads(F, att_logits, self._sample(F, x, dy, dx), self._sample(F, x, sy, sx))
+        # the maps are cut from the graph inside self.maps: the attention net gets gradient
+        # from its own head only
+        dy, dx, sy, sx, _, _, num_distinct = self.maps(feats)
+        logits = self._heads(F, att_logits, self._sample(F, x, dy, dx),
+                             self._sample(F, x, sy, sx))
+        return logits, num_distinct
 
     def _heads(self, F, att_logits, detail, struct):
         # one backbone pass over both images: BN statistics shared, as the official graph
@@ -189,27 +212,38 @@ class TASN(_SamplerMixin, HybridBlock):
 
     def predictor(self):
         """The :class:`TASNPredictor` of this network, sharing its parameters (made once)."""
-        if self._predictor.block is None:
-            self._predictor.block = (TASNPredictor(
+        if self._views.predictor is None:
+            self._views.predictor = TASNPredictor(
                 self.att_net, self.attention, self.backbone, self.fc, self.input_size,
                 self.att_size, self.sample_size, self._sampler_attrs['dense'],
-                self._sampler_attrs['iters'], self._sampler_attrs['legacy'], prefix=''))
-        return self._predictor.block
+                self._sampler_attrs['iters'], self.legacy_sampler, self.uniform_sampler,
+                prefix='')
+        return self._views.predictor
+
+    def with_attention_stats(self):
+        """A block sharing this network's parameters whose outputs are the five logits followed
+        by the number of distinct attention maps per image (N,): what validation records
+        (made once; hybridize it like the network)."""
+        if self._views.stats is None:
+            self._views.stats = _TASNWithStats(self)
+        return self._views.stats
 
     def explain(self, x, detail_channel=None):
-        """Intermediate results for visualisation (the paper's Figure 4), imperatively.
+        """Intermediate results for visualisation (the paper's Figure 4), imperatively, by the
+        forward's own arithmetic.
 
         Parameters
         ----------
         x : NDArray (N, 3, input_size, input_size)
         detail_channel : int, sequence of N ints or None
-            Attention map used for the detail image. None: as in ``hybrid_forward`` (random
-            map per image in training mode, the sum at inference).
+            Attention map used for the detail image. None: as the forward (a map drawn among
+            the distinct ones in training mode, the sum at inference).
 
         Returns
         -------
         dict of NDArrays: ``att_input`` (N,3,att,att), ``features`` X (N,512,h,w),
-        ``attention_maps`` (N,512,h,w), ``structure_map`` and ``detail_map``
+        ``attention_maps`` (N,512,h,w), ``distinct`` (N,512): 1 for the first channel of each
+        group of equal maps, ``num_distinct`` (N,), ``structure_map`` and ``detail_map``
         (N,input,input), ``structure_profiles`` and ``detail_profiles`` ((N,input) row/y,
         (N,input) column/x), ``structure_image`` and ``detail_image`` (N,3,sample,sample),
         ``logits``: the five heads' logits on these two sampled images (as ``__call__``).
@@ -218,29 +252,36 @@ class TASN(_SamplerMixin, HybridBlock):
         F = mx.nd
         att_in = resize_bilinear(F, x, self.att_size)
         att_logits, feats = self.att_net(att_in)
-        maps = self.attention(feats)
-        c = self.att_net.channels
-        if detail_channel is None:
-            weights = channel_weights(F, maps, c)
-        else:
+        chan = None
+        if detail_channel is not None:
+            c = self.att_net.channels
             chan = mx.nd.array([detail_channel] * x.shape[0]
                                if isinstance(detail_channel, numbers.Integral)
-                               else detail_channel, ctx=x.context)
+                               else detail_channel, ctx=x.context, dtype=x.dtype)
             if chan.shape != (x.shape[0],) or chan.min().asscalar() < 0 \
                     or chan.max().asscalar() >= c:
                 raise ValueError('detail_channel must be one index or N indices in [0, %d)' % c)
-            weights = channel_weights(F, maps, c, train=mx.nd.ones((x.shape[0], 1),
-                                                                   ctx=x.context), channel=chan)
-        dmap = detail_map(F, maps, self.input_size, weights)
-        smap = structure_map(F, maps, self.input_size)
-        dy, dx = marginal_profiles(F, dmap, self.input_size)
-        sy, sx = marginal_profiles(F, smap, self.input_size)
+        dy, dx, sy, sx, dmap, smap, num_distinct = sampler_inputs(
+            F, feats, self.input_size, self.attention, self.legacy_sampler, chan)
         detail, struct = self._sample(F, x, dy, dx), self._sample(F, x, sy, sx)
         logits = self._heads(F, att_logits, detail, struct)
-        return dict(att_input=att_in, features=feats, attention_maps=maps,
-                    structure_map=smap, detail_map=dmap,
+        return dict(att_input=att_in, features=feats, attention_maps=self.attention(feats),
+                    distinct=distinct_mask(F, channel_sums(F, feats, self.attention)),
+                    num_distinct=num_distinct, structure_map=smap, detail_map=dmap,
                     structure_profiles=(sy, sx), detail_profiles=(dy, dx),
                     structure_image=struct, detail_image=detail, logits=logits)
+
+
+class _TASNWithStats(HybridBlock):
+    """See :meth:`TASN.with_attention_stats`."""
+
+    def __init__(self, tasn):
+        super().__init__(prefix='')
+        self.tasn = tasn
+
+    def hybrid_forward(self, F, x):
+        logits, num_distinct = self.tasn.heads_and_stats(F, x)
+        return tuple(logits) + (num_distinct,)
 
 
 class TASNPredictor(_SamplerMixin, HybridBlock):
@@ -255,13 +296,16 @@ class TASNPredictor(_SamplerMixin, HybridBlock):
     Parameters
     ----------
     att_net, attention, backbone, fc : blocks of a TASN
-    input_size, att_size, sample_size, dense, iters, legacy_sampler : as in :class:`TASN`
+    input_size, att_size, sample_size, dense, iters, legacy_sampler, uniform_sampler
+        As in :class:`TASN`.
     """
 
     def __init__(self, att_net, attention, backbone, fc, input_size=512, att_size=224,
-                 sample_size=224, dense=4.0, iters=5, legacy_sampler=False, **kwargs):
+                 sample_size=224, dense=4.0, iters=5, legacy_sampler=False,
+                 uniform_sampler=False, **kwargs):
         super().__init__(**kwargs)
-        self._set_sizes(input_size, att_size, sample_size, dense, iters, legacy_sampler)
+        self._set_sizes(input_size, att_size, sample_size, dense, iters, legacy_sampler,
+                        uniform_sampler)
         # the attention net without its classifier head (unused here, and export() only
         # accepts parameters the graph uses)
         self.att_body, self.att_conv1, self.att_conv2 = att_net.body, att_net.conv1, att_net.conv2
@@ -274,7 +318,8 @@ class TASNPredictor(_SamplerMixin, HybridBlock):
     def hybrid_forward(self, F, x):
         feats = self.att_conv2(self.att_conv1(self.att_body(resize_bilinear(F, x,
                                                                               self.att_size))))
-        sy, sx = structure_profiles(F, feats, self.input_size, attention=self.attention)
+        sy, sx = structure_profiles(F, feats, self.input_size, self.attention,
+                                    self.legacy_sampler)
         return self.fc(self.backbone(self._sample(F, x, sy, sx)))
 
 
@@ -311,7 +356,8 @@ def _initialize(net, ctx):
 
 
 def get_tasn(net='resnet50', num_classes=200, input_size=512, att_size=224, sample_size=224,
-             legacy_sampler=False, pretrained=None, att_pretrained=None, ctx=None, **kwargs):
+             legacy_sampler=False, uniform_sampler=False, pretrained=None, att_pretrained=None,
+             ctx=None, **kwargs):
     r"""TASN, initialised (Xavier(gaussian, in, 2); BN gamma 1 / beta 0), parameters named as
     the official graph.
 
@@ -319,13 +365,14 @@ def get_tasn(net='resnet50', num_classes=200, input_size=512, att_size=224, samp
     ----------
     net : str
         Backbone: ``resnet50`` (default), ``vgg19``, ``resnet18`` (see ``backbone_spec``).
-    num_classes, input_size, att_size, sample_size, legacy_sampler
+    num_classes, input_size, att_size, sample_size, legacy_sampler, uniform_sampler
         See :class:`TASN`.
     pretrained : str or None
-        Local Gluon model-zoo ``.params`` file of the backbone (e.g. ``resnet50_v2-*.params``);
+        Local ImageNet weights of the backbone: a Gluon model-zoo ``.params`` file (e.g.
+        ``resnet50_v2-*.params``) or MXNet's Symbol checkpoint (``resnet-50-0000.params``);
         None: random initialisation.
     att_pretrained : str or None
-        Local Gluon model-zoo ``resnet18_v2`` ``.params`` file for the attention net.
+        The same for the attention net's ResNet-18.
     ctx : Context or list of Context
         Where to initialise (default CPU).
     **kwargs
@@ -333,7 +380,7 @@ def get_tasn(net='resnet50', num_classes=200, input_size=512, att_size=224, samp
     """
     kwargs.setdefault('prefix', '')
     model = TASN(net, num_classes, input_size, att_size, sample_size,
-                 legacy_sampler=legacy_sampler, **kwargs)
+                 legacy_sampler=legacy_sampler, uniform_sampler=uniform_sampler, **kwargs)
     _initialize(model, ctx)
     if pretrained is not None:
         load_pretrained(model.backbone, pretrained, ctx=ctx)

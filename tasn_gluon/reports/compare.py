@@ -1,18 +1,20 @@
 """Our eval JSONs beside the published numbers (``data/published_results.csv``), as Markdown.
 
 Published rows keep their source; a row without a value is an empty slot and stays empty. The
-difference is ours minus published, in points, where both exist.
+difference is ours minus published, in points, where both exist. A result is put beside a
+published dataset's numbers only when its data is that dataset: the classes and the train and
+val image counts recorded in the eval JSON must be the published ones (``engine.config.DATASETS``);
+anything else (a subset, a toy set in the same layout) is listed as "custom".
 """
 import csv
 import io
 import json
 import os
 
-__all__ = ['DATASET_NAMES', 'default_published_path', 'read_published', 'read_eval_json',
-           'variant_of', 'compare_table']
+from ..engine.config import DATASETS
 
-DATASET_NAMES = {'cub': 'CUB-200-2011', 'cars': 'Stanford Cars', 'inat': 'iNaturalist 2017',
-                 'synthetic': 'synthetic (built-in)'}
+__all__ = ['default_published_path', 'read_published', 'read_eval_json', 'variant_of',
+           'table_dataset', 'compare_table']
 
 
 def default_published_path():
@@ -98,15 +100,40 @@ def _describe(r):
     parts = [variant_of(r), r.get('net') or '?']
     if r.get('sample_size'):
         parts.append('sampled %s' % r['sample_size'])
+    if table_dataset(r) == 'custom':
+        parts.append('%s layout, %s classes, %s train / %s val images' % (
+            r.get('dataset') or '?', r.get('num_classes', '?'), r.get('num_train', '?'),
+            r.get('num_val', r.get('num_images', '?'))))
     return ', '.join(str(p) for p in parts)
 
 
+def table_dataset(result):
+    """The table a result belongs in: its dataset key when the data it was evaluated on is that
+    dataset (classes and image counts as published), else 'custom'."""
+    key = result.get('dataset') or 'unknown'
+    facts = DATASETS.get(key)
+    if facts is None:
+        return 'custom'
+    counts = (('num_classes', facts.num_classes), ('num_train', facts.num_train),
+              ('num_val', facts.num_val))
+    if any(want is not None and result.get(k) != want for k, want in counts):
+        return 'custom'
+    return key
+
+
+def _title(key, results):
+    if key != 'custom':
+        return DATASETS[key].title if key in DATASETS else key
+    return 'custom data (not a published dataset: classes or image counts differ)'
+
+
 def compare_table(results, published=None, all_datasets=False):
-    """Markdown: one table per dataset with ours beside every published row of it."""
+    """Markdown: one table per dataset with ours beside every published row of it; results on
+    other data in a table of their own ("custom")."""
     published = published if published is not None else read_published()
     datasets = []
     for r in results:
-        d = r.get('dataset') or 'unknown'
+        d = table_dataset(r)
         if d not in datasets:
             datasets.append(d)
     if all_datasets:
@@ -115,14 +142,15 @@ def compare_table(results, published=None, all_datasets=False):
                 datasets.append(p['dataset'])
     out = []
     for d in datasets:
-        out.append('### %s' % DATASET_NAMES.get(d, d))
+        out.append('### %s' % _title(d, results))
         out.append('')
         out.append('| setting | published top-1 (%) | source | ours top-1 (%) | ours - published '
                    '| our run |')
         out.append('|---|---|---|---|---|---|')
         used = set()
         for p in [p for p in published if p['dataset'] == d]:
-            mine = [(i, r) for i, r in enumerate(results) if _matches(p, r)]
+            mine = [(i, r) for i, r in enumerate(results)
+                    if table_dataset(r) == d and _matches(p, r)]
             if mine:
                 for i, r in mine:
                     used.add(i)
@@ -136,7 +164,7 @@ def compare_table(results, published=None, all_datasets=False):
                 out.append('| %s | %s | %s |  |  |  |' % (p['setting'], p['top1_text'],
                                                           p['source']))
         for i, r in enumerate(results):
-            if (r.get('dataset') or 'unknown') == d and i not in used:
+            if table_dataset(r) == d and i not in used:
                 out.append('| ours: %s |  |  | %s |  | %s |' % (_describe(r), _f(_ours_top1(r)),
                                                                r['label']))
         out.append('')

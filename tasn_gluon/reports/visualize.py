@@ -7,14 +7,17 @@ import os
 import mxnet as mx
 import numpy as np
 
-from .metrics import save_figure
+from ..data import MEAN_RGB, get_val_iter, read_dataset_info
+from ..engine import builders
+from ..engine.config import resolve_config
+from ..engine.evaluation import load_model
+from ..engine.metrics import save_figure
+from ..engine.training import seed_everything
 
 __all__ = ['load_image_files', 'images_from_rec', 'choose_detail_channels', 'draw_explanation',
-           'visualize']
+           'visualize', 'run_visualize']
 
-logger = logging.getLogger('tasn_gluon')
-
-MEAN_RGB = (123.68, 116.779, 103.939)
+logger = logging.getLogger(__name__)
 
 
 def load_image_files(paths, input_size, mean_rgb=MEAN_RGB):
@@ -39,44 +42,46 @@ def load_image_files(paths, input_size, mean_rgb=MEAN_RGB):
     return np.stack(out), np.full(len(out), -1, np.int64)
 
 
-def images_from_rec(data_dir, input_size, count, components=None):
-    """The first ``count`` images of ``data_dir``'s val set (and their labels)."""
-    from .training import get_val_dataloader
-    it = get_val_dataloader(data_dir, min(count, 16), input_size, num_threads=1,
-                            components=components)
+def images_from_rec(data_dir, input_size, count, one_per_class=False):
+    """``count`` images of ``data_dir``'s val set (and their labels), as the val pipeline gives
+    them: the first ones, or with ``one_per_class`` the first image of each class (classes in
+    order, up to ``count``)."""
+    info = read_dataset_info(data_dir)
+    it = get_val_iter(data_dir, 16, input_size, num_threads=1)
+    wanted = min(count, info['num_classes']) if one_per_class else count
     xs, ys = [], []
     for batch in it:
         valid = batch.data[0].shape[0] - int(batch.pad or 0)
-        xs.append(batch.data[0].asnumpy()[:valid])
-        ys.append(batch.label[0].asnumpy()[:valid])
-        if sum(len(x) for x in xs) >= count:
+        for x, y in zip(batch.data[0].asnumpy()[:valid], batch.label[0].asnumpy()[:valid]):
+            if not one_per_class or int(y) not in ys:
+                xs.append(x)
+                ys.append(int(y))
+        if len(xs) >= wanted:
             break
-    x, y = np.concatenate(xs)[:count], np.concatenate(ys)[:count].astype(np.int64)
-    return x, y
+    order = np.argsort(ys, kind='stable') if one_per_class else np.arange(len(ys))
+    order = order[:wanted]
+    return np.stack([xs[i] for i in order]), np.array([ys[i] for i in order], np.int64)
 
 
-def choose_detail_channels(attention_maps, k):
-    """Per image, ``k`` distinct attention maps to draw, (N, k) ints: by decreasing peak, the
-    first map peaking at each new location first (so the pictures show different parts where
-    the maps differ), then the strongest of the rest."""
+def choose_detail_channels(attention_maps, distinct, k):
+    """Per image, ``k`` attention maps to draw, (N, k) ints, among the distinct maps (``distinct``
+    (N, C): 1 for the first channel of each group of equal maps, as the training draw): by
+    decreasing peak, the first map peaking at each new location first (so that the pictures
+    show different parts where the maps differ), then the strongest of the rest; when an image
+    has fewer than ``k`` distinct maps, the last one is repeated."""
     n, c = attention_maps.shape[:2]
     flat = attention_maps.reshape(n, c, -1)
     peaks, where = flat.max(axis=2), flat.argmax(axis=2)
     out = np.zeros((n, k), np.int64)
     for i in range(n):
-        order = np.argsort(-peaks[i], kind='stable')
+        candidates = [int(ch) for ch in np.argsort(-peaks[i], kind='stable') if distinct[i, ch]]
         chosen, seen = [], set()
-        for ch in order:
+        for ch in candidates:
             if where[i, ch] not in seen:
-                chosen.append(int(ch))
+                chosen.append(ch)
                 seen.add(where[i, ch])
-            if len(chosen) == k:
-                break
-        for ch in order:
-            if len(chosen) == k:
-                break
-            if int(ch) not in chosen:
-                chosen.append(int(ch))
+        chosen += [ch for ch in candidates if ch not in chosen]
+        chosen = (chosen + chosen[-1:] * k)[:k]
         out[i] = chosen
     return out
 
@@ -140,7 +145,8 @@ def visualize(net, images, out_dir, labels=None, class_names=None, num_details=3
     base = net.explain(x)
     maps = base['attention_maps'].asnumpy()
     k = max(0, min(int(num_details), maps.shape[1]))
-    chans = choose_detail_channels(maps, k) if k else np.zeros((len(images), 0), int)
+    chans = choose_detail_channels(maps, base['distinct'].asnumpy(), k) if k else \
+        np.zeros((len(images), 0), int)
     details = [net.explain(x, detail_channel=[int(c) for c in chans[:, j]]) for j in range(k)]
     pred = base['logits'][-1].asnumpy().argmax(axis=1)
     paths = []
@@ -158,40 +164,44 @@ def visualize(net, images, out_dir, labels=None, class_names=None, num_details=3
             return class_names[c] if class_names and 0 <= c < len(class_names) else str(c)
         title = 'prediction %s' % name(int(pred[i]))
         if labels is not None and labels[i] >= 0:
-            title += ', label %s' % name(int(labels[i]))
+            title += ' (%s), label %s' % ('right' if pred[i] == labels[i] else 'wrong',
+                                          name(int(labels[i])))
+        title += '; %d distinct attention maps' % int(base['num_distinct'].asnumpy()[i])
         paths.append(draw_explanation(os.path.join(out_dir, '%s_%03d.png' % (prefix, i)),
                                       images[i], rows, title))
     return paths
 
 
 def run_visualize(out_dir, checkpoint=None, data_dir=None, image_files=None, num_images=4,
-                  num_details=3, ctx=None, seed=0, overrides=None, components=None):
+                  num_details=3, ctx=None, seed=0, overrides=None, one_per_class=True):
     """``tools/visualize.py``: a checkpoint (or an untrained TASN built from ``overrides``) on
-    images of ``data_dir``'s val set or on ``image_files``; returns the PNG paths."""
-    from .evaluation import load_for_eval
-    from .training import _components, build_net, seed_everything
+    images of ``data_dir``'s val set (one per class by default) or on ``image_files``; returns
+    the PNG paths."""
     ctx = ctx or [mx.cpu()]
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    info = _components(components).read_dataset_info(data_dir) if data_dir else {}
+    info = read_dataset_info(data_dir) if data_dir else {}
     if checkpoint:
-        net, cfg, method, _ = load_for_eval(checkpoint, ctx, overrides, components)
-        if method != 'tasn':
-            raise ValueError('%s is a %s checkpoint; only TASN has attention to draw'
-                             % (checkpoint, method))
+        model = load_model(checkpoint, ctx, overrides)
+        if model.kind != 'tasn':
+            raise ValueError('%s is a %s model; only a TASN checkpoint has attention to draw'
+                             % (checkpoint, model.kind))
+        net, input_size, class_names = model.net, model.input_size, model.class_names
     else:
-        cfg = dict(method='tasn', net='resnet18', input_size=512, att_size=224, sample_size=224)
-        cfg.update(overrides)
-        cfg.setdefault('num_classes', info.get('num_classes'))
-        if not cfg.get('num_classes'):
+        settings = dict(method='tasn', net='resnet18', input_size=512, att_size=224,
+                        sample_size=224, from_scratch=True,
+                        num_classes=info.get('num_classes'), class_names=info.get('class_names'))
+        settings.update(overrides)
+        if not settings.get('num_classes'):
             raise ValueError('an untrained network needs --num-classes (or --data-dir)')
+        cfg = resolve_config(settings)
         seed_everything(seed)
-        net = build_net(cfg, int(cfg['num_classes']), ctx, components=components)
+        net, input_size, class_names = builders.build_net(cfg, ctx), cfg.input_size, \
+            cfg.class_names
     if image_files:
-        images, labels = load_image_files(image_files, int(cfg['input_size']))
+        images, labels = load_image_files(image_files, input_size)
     elif data_dir:
-        images, labels = images_from_rec(data_dir, int(cfg['input_size']), int(num_images),
-                                         components)
+        images, labels = images_from_rec(data_dir, input_size, int(num_images), one_per_class)
     else:
         raise ValueError('give --data-dir or --images')
-    return visualize(net, images, out_dir, labels=labels, class_names=info.get('class_names'),
-                     num_details=num_details)
+    return visualize(net, images, out_dir, labels=labels,
+                     class_names=class_names or info.get('class_names'), num_details=num_details)

@@ -13,6 +13,8 @@ import numpy as np
 
 from .. import ops
 from ..data import read_lst
+from ..engine.evaluation import load_model
+from .visualize import images_from_rec
 
 __all__ = ['badge_boxes', 'axis_magnification', 'badge_magnification',
            'checkpoint_badge_magnification']
@@ -42,7 +44,6 @@ def axis_magnification(coords, lo, hi, input_len, output_len):
 def badge_magnification(net, data_dir, ctx=None, batch_size=16):
     """Per val image, the badge magnification in the structure-preserved image of a trained
     (or untrained) :class:`TASN` ``net`` at inference. Returns a NumPy array."""
-    from .visualize import images_from_rec
     ctx = ctx or mx.cpu()
     size, out = int(net.input_size), int(net.sample_size)
     boxes = badge_boxes(data_dir, size)
@@ -62,7 +63,5 @@ def badge_magnification(net, data_dir, ctx=None, batch_size=16):
 def checkpoint_badge_magnification(checkpoint, data_dir, ctx=None):
     """Mean badge magnification of the TASN saved in ``checkpoint`` (a run directory or its
     ``.params``) over ``data_dir``'s val set."""
-    from .evaluation import load_for_eval
     ctx = ctx or mx.cpu()
-    net = load_for_eval(checkpoint, [ctx])[0]
-    return float(badge_magnification(net, data_dir, ctx).mean())
+    return float(badge_magnification(load_model(checkpoint, [ctx]).net, data_dir, ctx).mean())

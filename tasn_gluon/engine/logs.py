@@ -1,0 +1,49 @@
+"""Where the package's log records go. The library only logs (to loggers under ``tasn_gluon``);
+the command lines decide where the records go, with these two helpers:
+
+* :func:`console` once at start: records of INFO and above on stdout;
+* :func:`run_log` around a run: every record (DEBUG too) appended to ``RUN/train.log`` while
+  the run lasts.
+"""
+import contextlib
+import logging
+import os
+import sys
+
+__all__ = ['LOGGER_NAME', 'console', 'run_log']
+
+LOGGER_NAME = 'tasn_gluon'
+_FORMAT = '%(asctime)s %(levelname)s %(message)s'
+
+
+def console(level=logging.INFO, stream=None):
+    """Sends the package's records of ``level`` and above to ``stream`` (stdout)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.setLevel(logging.DEBUG)
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    logger.addHandler(handler)
+    logger.propagate = False
+    return handler
+
+
+@contextlib.contextmanager
+def run_log(run_dir, filename='train.log', rank=0):
+    """Appends every record of the package to ``run_dir/filename`` while the block runs (rank 0
+    only: the other workers of a distributed job write nothing). Creates ``run_dir``."""
+    if rank != 0:
+        yield None
+        return
+    os.makedirs(run_dir, exist_ok=True)
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.setLevel(logging.DEBUG)
+    handler = logging.FileHandler(os.path.join(run_dir, filename))
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
