@@ -69,6 +69,10 @@ def att_sampler(data, att_y, att_x, scale, dense=4.0, iters=5, legacy=False):
     legacy : bool
         The official code's arithmetic (first bin's mass replaced by 1, align-corners mapping,
         zero padding) instead of the clean inverse CDF (half-pixel centres, edge clamping).
+        As in the official kernel, the images of one call are one batch: image 0's first
+        output row and column sample at marginal position -1 (black), those of image b >= 1
+        just inside the image, at -1 / (1 - C_{b-1}[L-1]) with C_{b-1} image b-1's cumulative
+        table (spec, section 5).
 
     Profiles are sanitised, not rejected: negative and non-finite entries count as 0, and an
     all-zero profile means uniform sampling. No gradient flows to the profiles; the gradient
