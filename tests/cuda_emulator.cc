@@ -1,10 +1,12 @@
 // Runs the CUDA kernels' bodies (tasn_gluon/ops/csrc/sampler_cuda_kernels.cuh) on the CPU, the
 // way sampler_cuda.cu launches them: a block is `threads` std::threads meeting at a pthread
-// barrier, with the same aliasing of the block's shared memory; the sampling programs run once
-// per output (or source) pixel. tests/test_cuda_build.py compiles this with g++ and compares
-// it with the CPU kernels bit for bit, so the GPU code's logic is tested without a GPU.
+// barrier, the grid's two launches (tables, then taps) run one after the other; the sampling
+// programs run once per output (or source) pixel. tests/test_cuda_build.py compiles this with
+// g++ and compares it with the CPU kernels bit for bit, so the GPU code's logic is tested
+// without a GPU.
 //
 // The functions take the C ABI's arguments (c_api.cc) plus the block size; 0 or -1 as there.
+#include <math.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -36,36 +38,54 @@ bool setup(int64_t n, int64_t c, int64_t h, int64_t w, int64_t ly, int64_t lx, d
   return tasn::validate(*p, g, &last_error);
 }
 
-// grid_kernel: one block per image; the budgets and the counters share one buffer, as they
-// share the kernel's dynamic shared memory.
-template <typename T, typename C>
-void run_grid(const GridTask<T, C>& task, int threads) {
-  const Geometry& g = task.g;
-  const size_t m_bytes = tasn::grid_scratch_per_image(g) * sizeof(double);
-  const size_t count_bytes = grid_counts_per_image(g, threads) * sizeof(int32_t);
-  std::vector<double> shared((std::max(m_bytes, count_bytes) + sizeof(double) - 1) /
-                             sizeof(double));
-  std::vector<double> red(2 * threads), sums(2);
-  for (int64_t n = 0; n < g.n; ++n) {
-    // Garbage, not zeros: a kernel must not rely on shared memory it did not write.
-    memset(shared.data(), 0x7f, shared.size() * sizeof(double));
-    GridShared sh;
-    sh.m = shared.data();
-    sh.red = red.data();
-    sh.sums = sums.data();
-    sh.counts = reinterpret_cast<int32_t*>(shared.data());
+// One launch of `blocks` blocks of `threads` threads running program(block, thread, barrier),
+// one block after the other. `shared_bytes` of the block's dynamic shared memory are filled
+// with garbage, not zeros, before each block: a kernel must not rely on shared memory it did
+// not write.
+template <typename Program>
+void launch(int64_t blocks, int threads, size_t shared_bytes, std::vector<double>* shared,
+            Program program) {
+  shared->assign((shared_bytes + sizeof(double) - 1) / sizeof(double) + 1, 0.0);
+  for (int64_t n = 0; n < blocks; ++n) {
+    memset(shared->data(), 0x7f, shared->size() * sizeof(double));
     pthread_barrier_t barrier;
     pthread_barrier_init(&barrier, nullptr, static_cast<unsigned>(threads));
     std::vector<std::thread> block;
     for (int t = 0; t < threads; ++t) {
-      block.emplace_back([&task, &sh, &barrier, n, t, threads] {
+      block.emplace_back([&program, &barrier, n, t] {
         HostBarrier b{&barrier};
-        grid_program(task, n, sh, t, threads, b);
+        program(n, t, b);
       });
     }
     for (auto& th : block) th.join();
     pthread_barrier_destroy(&barrier);
   }
+}
+
+// What sampler_cuda.cu's launch_grid does: tables_kernel for every image, then taps_kernel for
+// every image, their work memory in "shared" memory. The table buffer starts as NaN, so a
+// table entry read before it is written shows up.
+template <typename T, typename C>
+void run_grid(const T* att_y, const T* att_x, const Geometry& g, const SamplerParams& p,
+              TapsTask<T, C> taps, int threads) {
+  std::vector<double> tables(g.n * tasn::table_entries(g.ly, g.lx), NAN);
+  std::vector<double> shared, red(2 * threads), sums(2);
+  const TablesTask<T> first{att_y, att_x, g, p, tables.data()};
+  launch(g.n, threads, tasn::budget_entries(g.ly, g.lx) * sizeof(double), &shared,
+         [&](int64_t n, int t, HostBarrier& b) {
+           TablesShared sh;
+           sh.m = shared.data();
+           sh.red = red.data();
+           sh.sums = sums.data();
+           tables_program(first, n, sh, t, threads, b);
+         });
+  taps.tables = tables.data();
+  taps.g = g;
+  taps.params = p;
+  launch(g.n, threads, taps_counts_per_image(g, threads) * sizeof(int32_t), &shared,
+         [&](int64_t n, int t, HostBarrier& b) {
+           taps_program(taps, n, reinterpret_cast<int32_t*>(shared.data()), t, threads, b);
+         });
 }
 
 template <typename T>
@@ -76,26 +96,21 @@ struct Tables {
       : ytaps(g.n * g.out_h), xtaps(g.n * g.out_w), row_start(g.n * (g.h + 1), -1),
         row_list(g.n * 2 * g.out_h, -1), col_start(g.n * (g.w + 1), -1),
         col_list(g.n * 2 * g.out_w, -1) {}
-};
 
-template <typename T>
-GridTask<T, double> task_for(const T* att_y, const T* att_x, const Geometry& g,
-                             const SamplerParams& p, Tables<T>* tables, bool inverse) {
-  GridTask<T, double> task{};
-  task.att_y = att_y;
-  task.att_x = att_x;
-  task.g = g;
-  task.params = p;
-  task.ytaps = tables->ytaps.data();
-  task.xtaps = tables->xtaps.data();
-  if (inverse) {
-    task.row_start = tables->row_start.data();
-    task.row_list = tables->row_list.data();
-    task.col_start = tables->col_start.data();
-    task.col_list = tables->col_list.data();
+  // The taps task that writes these tables (and their inverses when `inverse`).
+  TapsTask<T, double> task(bool inverse) {
+    TapsTask<T, double> k{};
+    k.ytaps = ytaps.data();
+    k.xtaps = xtaps.data();
+    if (inverse) {
+      k.row_start = row_start.data();
+      k.row_list = row_list.data();
+      k.col_start = col_start.data();
+      k.col_list = col_list.data();
+    }
+    return k;
   }
-  return task;
-}
+};
 
 PlaneShape plane_shape(const Geometry& g) {
   PlaneShape s;
@@ -114,14 +129,10 @@ int grid(const T* att_y, const T* att_x, int64_t n, int64_t h, int64_t w, int64_
   Geometry g;
   SamplerParams p;
   if (!setup(n, 1, h, w, ly, lx, scale, dense, iters, legacy, &g, &p)) return -1;
-  GridTask<T, double> task{};
-  task.att_y = att_y;
-  task.att_x = att_x;
-  task.g = g;
-  task.params = p;
+  TapsTask<T, double> task{};
   task.ys = ys;
   task.xs = xs;
-  run_grid(task, threads);
+  run_grid(att_y, att_x, g, p, task, threads);
   return 0;
 }
 
@@ -133,7 +144,7 @@ int forward(const T* data, const T* att_y, const T* att_x, int64_t n, int64_t c,
   SamplerParams p;
   if (!setup(n, c, h, w, ly, lx, scale, dense, iters, legacy, &g, &p)) return -1;
   Tables<T> tables(g);
-  run_grid(task_for(att_y, att_x, g, p, &tables, false), threads);
+  run_grid(att_y, att_x, g, p, tables.task(false), threads);
   const PlaneShape s = plane_shape(g);
   for (int64_t image = 0; image < n; ++image)
     for (int64_t c0 = 0; c0 < c; c0 += kChannelsPerThread)
@@ -151,7 +162,7 @@ int backward(const T* grad_out, const T* att_y, const T* att_x, int64_t n, int64
   SamplerParams p;
   if (!setup(n, c, h, w, ly, lx, scale, dense, iters, legacy, &g, &p)) return -1;
   Tables<T> tables(g);
-  run_grid(task_for(att_y, att_x, g, p, &tables, true), threads);
+  run_grid(att_y, att_x, g, p, tables.task(true), threads);
   const PlaneShape s = plane_shape(g);
   for (int64_t image = 0; image < n; ++image)
     for (int64_t c0 = 0; c0 < c; c0 += kChannelsPerThread)

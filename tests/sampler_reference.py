@@ -1,6 +1,7 @@
 """A NumPy reference of the attention sampler, written from the spec (TASN_SPEC.md, section 5)
 and kept deliberately different in form from the C++ kernels: the inverse CDF by np.interp /
-np.searchsorted, the sampling as dense interpolation matrices."""
+np.searchsorted, the legacy tables of a batch as one flat buffer read at C[j - 1] (the official
+kernel's layout), the sampling as dense interpolation matrices."""
 import numpy as np
 
 
@@ -36,37 +37,59 @@ def clean_coordinates(m, out, size):
     return (p + 0.5) * size / length - 0.5
 
 
-def legacy_coordinates(m, out, size):
-    length = m.size
-    c = np.empty(length)
-    c[0] = 1.0
-    c[1:] = 1.0 + np.cumsum(m[1:])
+def legacy_tables(budgets):
+    """The official kernel's table buffer of one axis for a whole batch: image b's table
+    C_b[0..L-1] (C[0] = 1, C[i] = C[i-1] + m[i]) at [1 + b*L, 1 + (b+1)*L), after one leading 0:
+    what image 0 reads before the buffer, taken as 0."""
+    return np.concatenate([[0.0]] + [np.concatenate([[1.0], 1.0 + np.cumsum(m[1:])])
+                                     for m in budgets])
+
+
+def legacy_coordinates(buffer, b, length, out, size):
+    """Image b's coordinates from the batch's table buffer (legacy_tables). C[j - 1] is read
+    from the buffer for every j, so at j = 0 image b >= 1 reads image b-1's last entry, as the
+    official kernel does; when that equals C[0] (the official division by zero), 0."""
+    start = 1 + b * length
+    c = buffer[start:start + length]
     step = c[-1] / out
     coords = np.empty(out)
     for k in range(out):
         target = k * step
         j = min(int(np.searchsorted(c, target, side='left')), length - 1)
-        prev = c[j - 1] if j > 0 else 0.0
+        prev = buffer[start + j - 1]
+        if j == 0 and prev == c[0]:
+            prev = 0.0
         p = j + (target - c[j]) / (c[j] - prev)
         g = p * 2 / (length - 1) - 1
         coords[k] = (g + 1) * (size - 1) / 2
     return coords
 
 
-def grid(att_y, att_x, in_h, in_w, scale, dense=4.0, iters=5, legacy=False):
-    """(ys, xs): (N, out_h) and (N, out_w) input-pixel coordinates."""
+def budgets(att_y, att_x, in_h, in_w, scale, dense=4.0, iters=5):
+    """[(m_y, m_x)] per image: the budgets after clip and give back."""
     att_y = np.asarray(att_y, dtype=np.float64).reshape(len(att_y), -1)
     att_x = np.asarray(att_x, dtype=np.float64).reshape(len(att_x), -1)
     out_h, out_w = int(in_h * scale), int(in_w * scale)
-    ys, xs = [], []
-    for py, px in zip(att_y, att_x):
-        m_y, m_x = clip_and_give_back(budget(py, out_h), budget(px, out_w), out_h, out_w,
-                                      scale * dense * in_h / py.size,
-                                      scale * dense * in_w / px.size, iters)
-        coords = legacy_coordinates if legacy else clean_coordinates
-        ys.append(coords(m_y, out_h, in_h))
-        xs.append(coords(m_x, out_w, in_w))
-    return np.array(ys), np.array(xs)
+    return [clip_and_give_back(budget(py, out_h), budget(px, out_w), out_h, out_w,
+                               scale * dense * in_h / py.size, scale * dense * in_w / px.size,
+                               iters) for py, px in zip(att_y, att_x)]
+
+
+def grid(att_y, att_x, in_h, in_w, scale, dense=4.0, iters=5, legacy=False):
+    """(ys, xs): (N, out_h) and (N, out_w) input-pixel coordinates; the N images are one
+    operator call (legacy mode reads across its images)."""
+    att_y = np.asarray(att_y, dtype=np.float64).reshape(len(att_y), -1)
+    att_x = np.asarray(att_x, dtype=np.float64).reshape(len(att_x), -1)
+    out_h, out_w = int(in_h * scale), int(in_w * scale)
+    per_image = budgets(att_y, att_x, in_h, in_w, scale, dense, iters)
+    if not legacy:
+        return (np.array([clean_coordinates(m_y, out_h, in_h) for m_y, _ in per_image]),
+                np.array([clean_coordinates(m_x, out_w, in_w) for _, m_x in per_image]))
+    ty = legacy_tables([m_y for m_y, _ in per_image])
+    tx = legacy_tables([m_x for _, m_x in per_image])
+    n = len(per_image)
+    return (np.array([legacy_coordinates(ty, b, att_y.shape[1], out_h, in_h) for b in range(n)]),
+            np.array([legacy_coordinates(tx, b, att_x.shape[1], out_w, in_w) for b in range(n)]))
 
 
 def interpolation_matrix(coords, size, legacy):

@@ -1,10 +1,10 @@
 """The CUDA path without a GPU: setup.py compiles and links the CUDA kernels (one architecture,
 to stay quick), the result loads and runs its CPU operators in this (CPU-only) MXNet, its CUDA
 entry points fail cleanly without a GPU, and the kernels' bodies, run on the CPU by
-tests/cuda_emulator.cc, equal the CPU kernels bit for bit. On a GPU machine,
+tests/cuda_emulator.cc, equal the CPU kernels bit for bit. The check tool's flow runs on the
+emulator, and the tool itself says clearly why it cannot run here. On a GPU machine,
 tools/check_cuda_sampler.py is the check of the kernels themselves."""
 import ctypes
-import importlib.util
 import json
 import os
 import shutil
@@ -16,48 +16,28 @@ import numpy as np
 import pytest
 
 import sampler_reference as ref
+from bench import cuda_sampler
+from tasn_gluon.ops import build, c_abi, cuda_check
+from tasn_gluon.ops.cuda_check import CASES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CSRC = os.path.join(ROOT, 'tasn_gluon', 'ops', 'csrc')
-CHECKER = os.path.join(ROOT, 'tools', 'check_cuda_sampler.py')
-INSTALLED = os.path.join(ROOT, 'tasn_gluon', 'ops', 'libtasn_sampler.so')
+TOOL = os.path.join(ROOT, 'tools', 'check_cuda_sampler.py')
 
-
-def load_checker():
-    spec = importlib.util.spec_from_file_location('check_cuda_sampler', CHECKER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-chk = load_checker()
-
-
-def find_nvcc():
-    """As setup.py looks for it."""
-    path = os.environ.get('NVCC') or shutil.which('nvcc')
-    if path is None and os.path.isfile('/usr/local/cuda/bin/nvcc'):
-        path = '/usr/local/cuda/bin/nvcc'
-    return path
-
-
-NVCC = find_nvcc()
+NVCC = build.find_nvcc()
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason='nvcc not found (PATH, $NVCC, '
                                 '/usr/local/cuda/bin): the CUDA sources cannot be compiled here')
 
 
-def lowest_arch(nvcc):
-    out = subprocess.run([nvcc, '--list-gpu-arch'], capture_output=True, text=True).stdout
-    archs = sorted(int(a.split('_')[1]) for a in out.split()
-                   if a.startswith('compute_') and a.split('_')[1].isdigit())
-    return str(next((a for a in archs if a >= 70), archs[0] if archs else 75))
+def lowest_arch():
+    """The oldest architecture setup.py builds by default with this nvcc."""
+    return build.default_architectures(NVCC)[0]
 
 
 @pytest.fixture(scope='module')
 def cuda_build(tmp_path_factory):
     """Both libraries, built by setup.py with CUDA for one architecture."""
     out = tmp_path_factory.mktemp('cuda_build')
-    env = dict(os.environ, TASN_CUDA='on', TASN_CUDA_ARCHS=lowest_arch(NVCC), NVCC=NVCC)
+    env = dict(os.environ, TASN_CUDA='on', TASN_CUDA_ARCHS=str(lowest_arch()), NVCC=NVCC)
     result = subprocess.run(
         [sys.executable, 'setup.py', 'build_ext', '--build-lib', str(out / 'lib'),
          '--build-temp', str(out / 'temp')], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -71,9 +51,13 @@ def cuda_build(tmp_path_factory):
                 log=result.stdout)
 
 
+@pytest.mark.nvcc
+@pytest.mark.multiprocess
+@pytest.mark.slow
 @needs_nvcc
 def test_setup_builds_cuda_libraries_with_static_runtime(cuda_build):
-    lib = chk.SamplerLibrary(cuda_build['sampler'])
+    assert 'arch=compute_%d,code=sm_%d' % (lowest_arch(), lowest_arch()) in cuda_build['log']
+    lib = c_abi.SamplerLibrary(cuda_build['sampler'])
     assert lib.has_cuda
     readelf = shutil.which('readelf')
     if readelf and '-lcudart_static' in cuda_build['log']:
@@ -84,16 +68,19 @@ def test_setup_builds_cuda_libraries_with_static_runtime(cuda_build):
 
 def gpu_available():
     try:
-        return chk.CudaRuntime().device_count() > 0
-    except chk.CannotRun:
+        return cuda_check.CudaRuntime().device_count() > 0
+    except cuda_check.CannotRun:
         return False
 
 
+@pytest.mark.nvcc
+@pytest.mark.multiprocess
+@pytest.mark.slow
 @needs_nvcc
 def test_cuda_entry_points_fail_cleanly_or_match_without_mxnet(cuda_build):
     """Without a GPU the CUDA functions return -1 with the CUDA error; with one they run and
     must equal the CPU kernels."""
-    lib = chk.SamplerLibrary(cuda_build['sampler'])
+    lib = c_abi.SamplerLibrary(cuda_build['sampler'])
     attrs = (0.5, 4.0, 5, 0)
     # Bad arguments are reported before any CUDA call.
     assert lib.lib.tasn_sampler_cuda_forward_f32(
@@ -106,21 +93,25 @@ def test_cuda_entry_points_fail_cleanly_or_match_without_mxnet(cuda_build):
             None, None, None, 2, 3, 12, 10, 12, 10, *attrs, None, None, None) == -1
         assert 'CUDA error' in lib.error(), lib.error()
         return
-    rng = np.random.RandomState(0)
-    data, att_y, att_x = chk.random_inputs(rng, 2, 3, 12, 10, 12, 10, np.float32)
-    grad_out = rng.uniform(-1, 1, (2, 3, 6, 5)).astype(np.float32)
-    got = chk.gpu_run(lib, chk.CudaRuntime(), data, att_y, att_x, attrs, grad_out)
-    want = chk.cpu_run(lib, data, att_y, att_x, attrs, grad_out)
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(g, w, atol=1e-5)
+    case = CASES[1]
+    for legacy in (False, True):
+        data, att_y, att_x, grad_out = case.inputs(np.random.RandomState(0), np.float32)
+        got = cuda_check.gpu_run(lib, cuda_check.CudaRuntime(), data, att_y, att_x,
+                                 case.attrs(legacy), grad_out)
+        want = c_abi.cpu_run(lib, data, att_y, att_x, case.attrs(legacy), grad_out)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, atol=cuda_check.TOLERANCE[np.float32])
 
 
+@pytest.mark.nvcc
+@pytest.mark.multiprocess
+@pytest.mark.slow
 @needs_nvcc
 def test_cuda_build_loads_into_cpu_only_mxnet(cuda_build, tmp_path):
     """The library registers gpu kernels; the CPU-only MXNet wheel still loads it and runs the
     CPU operator (what CI does)."""
     rng = np.random.RandomState(1)
-    data, att_y, att_x = chk.random_inputs(rng, 2, 3, 14, 11, 7, 9, np.float32)
+    data, att_y, att_x = cuda_check.random_inputs(rng, 3, 3, 14, 11, 7, 9, np.float32)
     np.savez(tmp_path / 'case.npz', data=data, att_y=att_y, att_x=att_x)
     script = textwrap.dedent('''
         import sys, numpy as np, mxnet as mx
@@ -140,6 +131,7 @@ def test_cuda_build_loads_into_cpu_only_mxnet(cuda_build, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / 'out.npy'), expected, atol=1e-5)
 
 
+@pytest.mark.multiprocess
 def test_setup_rejects_a_missing_nvcc(tmp_path):
     env = dict(os.environ, TASN_CUDA='on', NVCC=str(tmp_path / 'no-such-nvcc'))
     result = subprocess.run([sys.executable, 'setup.py', 'build_ext', '--build-lib',
@@ -153,14 +145,13 @@ def test_setup_rejects_a_missing_nvcc(tmp_path):
 
 @pytest.fixture(scope='module')
 def emulator(tmp_path_factory):
-    cxx = os.environ.get('CXX') or shutil.which('g++')
-    if cxx is None:
-        pytest.skip('no g++ to build tests/cuda_emulator.cc')
+    cxx = build.find_cxx()
+    assert cxx is not None, 'no g++ (or $CXX) to build tests/cuda_emulator.cc'
     target = str(tmp_path_factory.mktemp('emulator') / 'libemu.so')
     subprocess.check_call([cxx, '-O2', '-std=c++17', '-ffp-contract=off', '-fPIC', '-shared',
-                           '-pthread', '-fopenmp',
-                           '-I' + CSRC, os.path.join(ROOT, 'tests', 'cuda_emulator.cc'),
-                           os.path.join(CSRC, 'sampler_cpu.cc'), '-o', target])
+                           '-pthread', '-fopenmp', '-I' + build.CSRC,
+                           os.path.join(ROOT, 'tests', 'cuda_emulator.cc'),
+                           build.source_path('sampler_cpu.cc'), '-o', target])
     lib = ctypes.CDLL(target)
     i64, d, i, vp = ctypes.c_int64, ctypes.c_double, ctypes.c_int, ctypes.c_void_p
     for sfx in ('f32', 'f64'):
@@ -174,16 +165,13 @@ def emulator(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def cpu_library():
-    if not os.path.isfile(INSTALLED):
-        pytest.fail('%s is missing: run `make setup`' % INSTALLED)
-    return chk.SamplerLibrary(INSTALLED)
+    return c_abi.SamplerLibrary()  # FileNotFoundError naming `make setup` when not built
 
 
 def emulate(emu, data, att_y, att_x, attrs, grad_out, threads):
-    n, c, h, w = data.shape
-    ly, lx = att_y.shape[1], att_x.shape[1]
-    oh, ow = int(h * attrs[0]), int(w * attrs[0])
-    sfx = chk.suffix(data.dtype)
+    """(ys, xs, out, grad) from the emulated CUDA kernels, as c_abi.cpu_run returns them."""
+    n, c, h, w, ly, lx, oh, ow = c_abi.call_shape(data, att_y, att_x, grad_out, attrs[0])
+    sfx = c_abi.suffix(data.dtype)
     ys, xs = np.full((n, oh), np.nan), np.full((n, ow), np.nan)
     out = np.full((n, c, oh, ow), np.nan, data.dtype)
     grad = np.full(data.shape, np.nan, data.dtype)
@@ -200,46 +188,55 @@ def emulate(emu, data, att_y, att_x, attrs, grad_out, threads):
     return ys, xs, out, grad
 
 
-# The checker's cases, less the two large ones (they only differ on the GPU: global memory).
-EMULATED = [c for c in chk.CASES if c[0][2] * c[0][3] < 100000]
+def assert_bit_identical(got, want, what):
+    for name, g, w in zip(('ys', 'xs', 'forward', 'backward'), got, want):
+        assert np.array_equal(g, w), '%s differs for %s: max %.3g' % (
+            name, what, cuda_check.max_abs(g, w))
 
 
+# The check's cases, less the benchmark shape (it only differs on the GPU: global memory, and
+# it takes long here); the cases of batch 3 to 5 cover legacy mode's reads across images.
+EMULATED = [c for c in CASES if c.h * c.w < 100000]
+
+
+@pytest.mark.multiprocess  # compiles the emulator with g++
 @pytest.mark.parametrize('threads', [256, 37])  # the kernels' block size, and an odd one
 @pytest.mark.parametrize('legacy', [False, True])
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
 def test_cuda_kernel_bodies_equal_cpu_kernels_bit_for_bit(emulator, cpu_library, dtype, legacy,
                                                            threads):
     rng = np.random.RandomState(threads + legacy)
-    for (n, c, h, w, ly, lx, scale, dense, iters), what in EMULATED:
-        attrs = (scale, dense, iters, int(legacy))
-        data, att_y, att_x = chk.random_inputs(rng, n, c, h, w, ly, lx, dtype)
-        grad_out = rng.uniform(-1, 1, (n, c, int(h * scale), int(w * scale))).astype(dtype)
-        got = emulate(emulator, data, att_y, att_x, attrs, grad_out, threads)
-        want = chk.cpu_run(cpu_library, data, att_y, att_x, attrs, grad_out)
-        for name, g, w_ in zip(('ys', 'xs', 'forward', 'backward'), got, want):
-            assert np.array_equal(g, w_), '%s differs for %s: max %.3g' % (
-                name, what, chk.max_abs(g, w_))
+    for case in EMULATED:
+        data, att_y, att_x, grad_out = case.inputs(rng, dtype)
+        got = emulate(emulator, data, att_y, att_x, case.attrs(legacy), grad_out, threads)
+        want = c_abi.cpu_run(cpu_library, data, att_y, att_x, case.attrs(legacy), grad_out)
+        assert_bit_identical(got, want, case.what)
 
 
-def test_cuda_kernel_bodies_propagate_bad_profiles_like_cpu(emulator, cpu_library):
-    """Non-finite and negative profile entries, all-zero profiles: sanitised identically."""
+@pytest.mark.multiprocess  # compiles the emulator with g++
+@pytest.mark.parametrize('legacy', [False, True])
+def test_cuda_kernel_bodies_propagate_bad_profiles_like_cpu(emulator, cpu_library, legacy):
+    """Non-finite and negative profile entries, all-zero profiles, and (legacy) an image whose
+    table is flat before another: sanitised and read identically."""
     rng = np.random.RandomState(5)
-    data, att_y, att_x = chk.random_inputs(rng, 3, 2, 9, 12, 9, 12, np.float32)
+    data, att_y, att_x = cuda_check.random_inputs(rng, 4, 2, 9, 12, 9, 12, np.float32)
     att_y[0, 2], att_y[0, 4], att_x[0, 1] = np.nan, -3.0, np.inf
     att_y[1], att_x[2] = 0.0, np.nan
-    grad_out = rng.uniform(-1, 1, (3, 2, 4, 6)).astype(np.float32)
-    attrs = (0.5, 4.0, 5, 0)
-    got = emulate(emulator, data, att_y, att_x, attrs, grad_out, 256)
-    want = chk.cpu_run(cpu_library, data, att_y, att_x, attrs, grad_out)
-    for g, w in zip(got, want):
-        assert np.array_equal(g, w)
+    att_y[2] = 0.0  # all mass in bin 0: with no clipping and dense >= L, C = [1, 1, ..., 1]
+    att_y[2, 0] = 1.0
+    grad_out = rng.uniform(-1, 1, (4, 2, 9, 12)).astype(np.float32)
+    for attrs in ((0.5, 4.0, 5, int(legacy)), (1.0, 12.0, 0, int(legacy))):
+        go = grad_out[:, :, :int(9 * attrs[0]), :int(12 * attrs[0])].copy()
+        got = emulate(emulator, data, att_y, att_x, attrs, go, 256)
+        want = c_abi.cpu_run(cpu_library, data, att_y, att_x, attrs, go)
+        assert_bit_identical(got, want, 'bad profiles %s' % (attrs,))
 
 
-# ---- the check tool ------------------------------------------------------------------------
+# ---- the check tool --------------------------------------------------------------------------
 
-class HostMemoryCuda(chk.CudaRuntime):
-    """'Device' memory in host memory, a pretend GPU: with EmulatedLibrary it runs the check
-    tool's whole flow (correctness, bandwidth, report) without a GPU."""
+class HostMemoryCuda(cuda_check.CudaRuntime):
+    """'Device' memory in host memory, a pretend GPU: with EmulatedLibrary it runs the check's
+    whole flow (correctness, bandwidth, report) without a GPU."""
 
     backend = 'host emulation'
 
@@ -302,17 +299,23 @@ class EmulatedLibrary:
         assert fn(*(args[:-2] + (256,))) == 0, self.emu.emu_last_error()
 
 
-def test_check_tool_runs_end_to_end_on_the_emulator(emulator, cpu_library, tmp_path):
-    lines = []
-    args = chk.parse_args(['--batch', '2', '--repeats', '1', '--copy-mib', '1',
-                           '--json', str(tmp_path / 'check.json')])
-    code = chk.run_checks(EmulatedLibrary(cpu_library, emulator), HostMemoryCuda(), args,
-                          lines.append)
-    assert code == 0, '\n'.join(lines)
+@pytest.mark.multiprocess  # compiles the emulator with g++
+@pytest.mark.slow
+def test_check_runs_end_to_end_on_the_emulator(emulator, cpu_library, tmp_path):
+    """What tools/check_cuda_sampler.py runs: correctness, then the bandwidth benchmark, the
+    report as JSON."""
+    lines, errors = [], []
+    lib, cuda = EmulatedLibrary(cpu_library, emulator), HostMemoryCuda()
+    code = cuda_check.run_checks(
+        lib, cuda, lines.append, errors.append,
+        benchmark=lambda: cuda_sampler.benchmark(lib, cuda, lines.append, batch=2, repeats=1,
+                                                 copy_bytes=1 << 20),
+        json_path=str(tmp_path / 'check.json'))
+    assert code == cuda_check.EXIT_MATCH, '\n'.join(lines + errors)
     with open(tmp_path / 'check.json') as f:
         results = json.load(f)
     assert results['all_match']
-    assert len(results['correctness']) == 4 * len(chk.CASES)
+    assert len(results['correctness']) == 4 * len(CASES)
     assert all(row['bit_identical'] for row in results['correctness'])
     runs = results['benchmark']['runs']
     assert [(r['profiles'], r['legacy']) for r in runs] == [
@@ -324,14 +327,45 @@ def test_check_tool_runs_end_to_end_on_the_emulator(emulator, cpu_library, tmp_p
     assert any('target (forward >= 70% of peak bandwidth)' in line for line in lines)
 
 
-def test_check_tool_says_clearly_when_there_is_no_gpu():
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES='')  # hides any GPU this machine has
-    result = subprocess.run([sys.executable, CHECKER], capture_output=True, text=True,
-                            timeout=300, env=env)
-    assert result.returncode == chk.EXIT_CANNOT_RUN, result.stdout + result.stderr
-    assert 'check_cuda_sampler: cannot run:' in result.stderr
+def test_check_reports_a_failing_kernel_as_a_mismatch(cpu_library):
+    class Broken(EmulatedLibrary):
+        def call(self, name, *args):
+            if name.startswith('tasn_sampler_cuda_'):
+                raise c_abi.SamplerError('%s failed: CUDA error in the taps kernel' % name)
+            return self.cpu.call(name, *args)
+    lines, errors = [], []
+    code = cuda_check.run_checks(Broken(cpu_library, None), HostMemoryCuda(), lines.append,
+                                 errors.append)
+    assert code == cuda_check.EXIT_MISMATCH
+    assert len(errors) == 1 and 'the CUDA kernels failed to run' in errors[0], errors
+
+
+def run_tool(args, **kwargs):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES='', PYTHONPATH=ROOT)  # hides any GPU here
+    env.update(kwargs.pop('env', {}))
+    return subprocess.run([sys.executable] + args, capture_output=True, text=True, timeout=300,
+                          env=env, **kwargs)
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize('flags', [[], ['--build', '--json', 'never-written.json']])
+def test_check_tool_says_in_one_line_when_there_is_no_gpu(flags, tmp_path):
+    result = run_tool([TOOL] + flags, cwd=str(tmp_path))
+    assert result.returncode == cuda_check.EXIT_CANNOT_RUN, result.stdout + result.stderr
+    assert result.stdout == '' and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith('check_cuda_sampler: cannot run: ')
     assert ('no usable NVIDIA GPU' in result.stderr or 'no CUDA runtime' in result.stderr), \
         result.stderr
+    assert not (tmp_path / 'never-written.json').exists()
+
+
+@pytest.mark.multiprocess
+def test_check_tool_says_how_to_run_it_when_tasn_gluon_is_not_importable(tmp_path):
+    # -S: no site-packages, so neither the installed package nor NumPy; PYTHONPATH unset.
+    result = run_tool(['-S', TOOL], cwd=str(tmp_path), env=dict(PYTHONPATH=''))
+    assert result.returncode == cuda_check.EXIT_CANNOT_RUN, result.stdout + result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert 'PYTHONPATH=. python tools/check_cuda_sampler.py' in result.stderr, result.stderr
 
 
 def test_bytes_moved_counts_touched_sectors_once():
@@ -339,28 +373,49 @@ def test_bytes_moved_counts_touched_sectors_once():
     # touch all 8 rows, each one 32-byte sector wide; plus the tap tables (written and read,
     # 16 bytes per output row and column) and the 4x4 output.
     ys, xs = ref.grid(np.ones((1, 8)), np.ones((1, 8)), 8, 8, 0.5)
-    actual, nominal = chk.bytes_moved(ys, xs, 1, 1, 8, 8, 4, 4, 4, False)
+    actual, nominal = cuda_sampler.bytes_moved(ys, xs, 1, 1, 8, 8, 4, 4, 4, False)
     assert actual == 8 * 32 + 2 * 16 * (4 + 4) + 4 * 16
     assert nominal == 4 * (64 + 16)
     # Two columns out of 64 (a 256-byte row): one sector per row, not eight.
     ys, xs = np.array([[0.0]]), np.array([[10.5]])
-    actual, _ = chk.bytes_moved(ys, xs, 1, 1, 2, 64, 1, 1, 4, False)
+    actual, _ = cuda_sampler.bytes_moved(ys, xs, 1, 1, 2, 64, 1, 1, 4, False)
     assert actual == 2 * 32 + 2 * 16 * 2 + 4
 
 
+@pytest.mark.multiprocess  # runs nvcc --list-gpu-arch
+def test_architecture_flags():
+    """One parser of nvcc's list (build.py); setup.py and --build take their flags from it."""
+    listed = build.listed_architectures(NVCC) if NVCC else []
+    assert build.gencode_flags([75, 90]) == [
+        '-gencode', 'arch=compute_75,code=sm_75', '-gencode', 'arch=compute_90,code=sm_90',
+        '-gencode', 'arch=compute_90,code=compute_90']
+    with pytest.raises(build.BuildError, match='compute capabilities like'):
+        build.requested_architectures(NVCC or 'nvcc', 'eighty')
+    if listed:
+        newest = listed[-1]
+        assert build.device_gencode_flags(NVCC, newest) == \
+            ['-gencode', 'arch=compute_%d,code=sm_%d' % (newest, newest)]
+        # A GPU newer than this nvcc: PTX of the newest architecture it knows.
+        assert build.device_gencode_flags(NVCC, newest + 100) == \
+            ['-gencode', 'arch=compute_%d,code=compute_%d' % (newest, newest)]
+        assert build.requested_architectures(NVCC, 'sm_%d' % newest) == [newest]
+        with pytest.raises(build.BuildError, match='does not support'):
+            build.requested_architectures(NVCC, '12')
+
+
+@pytest.mark.nvcc
+@pytest.mark.multiprocess
 @needs_nvcc
-def test_check_tool_builds_a_library_for_one_gpu(tmp_path):
+def test_check_builds_a_library_for_one_gpu(tmp_path):
     """--build compiles for the GPU at hand; here a pretend one of the oldest architecture
-    this nvcc supports."""
-    arch = int(lowest_arch(NVCC))
+    setup.py builds."""
+    arch = lowest_arch()
 
     class FakeGpu:
         @staticmethod
-        def attribute(attr):
-            return {chk.CudaRuntime.ATTR_CC_MAJOR: arch // 10,
-                    chk.CudaRuntime.ATTR_CC_MINOR: arch % 10}[attr]
+        def capability():
+            return arch
     lines = []
-    path = chk.build_library(FakeGpu(), str(tmp_path), lines.append)
-    assert any('code=sm_%d' % arch in line for line in lines), lines
-    lib = chk.SamplerLibrary(path)
-    assert lib.has_cuda
+    path = cuda_check.build_for_device(FakeGpu(), str(tmp_path), lines.append)
+    assert any('code=sm_%d' % arch in line and '-fmad=false' in line for line in lines), lines
+    assert c_abi.SamplerLibrary(path).has_cuda

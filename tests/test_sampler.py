@@ -1,5 +1,6 @@
 """The AttSampler operator against the NumPy reference of the spec, OpenCV, finite differences,
-and its error handling, through MXNet's NDArray, Symbol and Gluon faces."""
+the spec's legacy worked example and legacy mode's C[-1] across the images of one call, and its
+error handling, through MXNet's NDArray, Symbol and Gluon faces."""
 import os
 import subprocess
 import sys
@@ -10,52 +11,44 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from tasn_gluon import ops
 import sampler_reference as ref
+from tasn_gluon import ops
+from tasn_gluon.ops.cuda_check import CASES, random_inputs
 
-ops.load()
+# The dense reference builds (out, size) interpolation matrices: cases up to 10^4 pixels.
+REFERENCE_CASES = [c for c in CASES if c.h * c.w <= 10000]
 
 
-def random_case(rng, n, c, h, w, ly, lx, dtype):
-    data = rng.uniform(-1, 1, (n, c, h, w)).astype(dtype)
-    # Peaked profiles, so that clipping and give-back really act.
-    att_y = (rng.uniform(0, 1, (n, ly)) ** 4).astype(dtype)
-    att_x = (rng.uniform(0, 1, (n, lx)) ** 4).astype(dtype)
-    return data, att_y, att_x
+@pytest.fixture(scope='module', autouse=True)
+def operators():
+    """The operator library, loaded into MXNet (FileNotFoundError naming `make setup` when it
+    has not been built)."""
+    return ops.load()
 
 
 def nd(*arrays):
     return [mx.nd.array(a, dtype=a.dtype) for a in arrays]
 
 
-CASES = [
-    # n, c, h, w, ly, lx, scale
-    (1, 1, 16, 16, 16, 16, 0.5),
-    (3, 2, 20, 13, 7, 11, 0.75),    # non-square, profile lengths != image size
-    (2, 3, 12, 18, 24, 5, 1.5),     # upsampling, profile longer than the image
-    (4, 1, 9, 31, 9, 31, 0.4375),
-    (2, 2, 1, 6, 3, 4, 2.0),        # a one-pixel axis
-    (1, 2, 5, 1, 4, 2, 3.0),
-]
-
-
 @pytest.mark.parametrize('legacy', [False, True])
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
-@pytest.mark.parametrize('case', CASES)
+@pytest.mark.parametrize('case', REFERENCE_CASES, ids=lambda c: c.what)
 def test_forward_and_grid_match_reference(case, dtype, legacy):
-    n, c, h, w, ly, lx, scale = case
-    rng = np.random.RandomState(sum(case[:6]) + legacy)
-    data, att_y, att_x = random_case(rng, n, c, h, w, ly, lx, dtype)
-    kwargs = dict(scale=scale, dense=2.0, iters=3, legacy=legacy)
+    n, c, h, w, ly, lx, scale = case[:7]
+    rng = np.random.RandomState(h * w + legacy)
+    data, att_y, att_x = random_inputs(rng, n, c, h, w, ly, lx, dtype)
+    kwargs = dict(scale=scale, dense=case.dense, iters=case.iters, legacy=legacy)
     out = ops.att_sampler(*nd(data, att_y, att_x), **kwargs).asnumpy()
     expected = ref.sample(data, att_y, att_x, **kwargs)
     assert out.dtype == dtype
-    assert out.shape == (n, c, int(h * scale), int(w * scale))
+    assert out.shape == case.out_shape()
+    # 2 x 2 taps of |data| <= 1 in `dtype` against float64: a few roundings of its epsilon.
     tol = 1e-5 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(out, expected, atol=tol, rtol=tol)
 
     ys, xs = ops.att_sampler_grid(*nd(att_y, att_x), in_h=h, in_w=w, **kwargs)
     ref_ys, ref_xs = ref.grid(att_y, att_x, h, w, **kwargs)
+    # The operator returns the coordinates in `dtype`: relative rounding of its epsilon.
     np.testing.assert_allclose(ys.asnumpy(), ref_ys, atol=tol * h, rtol=tol)
     np.testing.assert_allclose(xs.asnumpy(), ref_xs, atol=tol * w, rtol=tol)
 
@@ -63,8 +56,9 @@ def test_forward_and_grid_match_reference(case, dtype, legacy):
 @pytest.mark.parametrize('legacy', [False, True])
 def test_backward_matches_reference(legacy):
     rng = np.random.RandomState(7)
-    data, att_y, att_x = random_case(rng, 2, 3, 14, 10, 9, 6, np.float64)
-    grad_out_shape = (2, 3, int(14 * 0.7), int(10 * 0.7))
+    # Three images: in legacy mode images 1 and 2 read the previous image's table.
+    data, att_y, att_x = random_inputs(rng, 3, 3, 14, 10, 9, 6, np.float64)
+    grad_out_shape = (3, 3, int(14 * 0.7), int(10 * 0.7))
     head = rng.uniform(-1, 1, grad_out_shape)
     x, ay, ax = nd(data, att_y, att_x)
     for a in (x, ay, ax):
@@ -80,8 +74,8 @@ def test_backward_matches_reference(legacy):
 @pytest.mark.parametrize('legacy', [False, True])
 def test_data_gradient_by_finite_differences(legacy):
     rng = np.random.RandomState(3)
-    data, att_y, att_x = random_case(rng, 1, 2, 7, 6, 5, 4, np.float64)
-    weights = rng.uniform(-1, 1, (1, 2, int(7 * 1.3), int(6 * 1.3)))
+    data, att_y, att_x = random_inputs(rng, 3, 2, 7, 6, 5, 4, np.float64)
+    weights = rng.uniform(-1, 1, (3, 2, int(7 * 1.3), int(6 * 1.3)))
     attrs = dict(scale=1.3, dense=3.0, legacy=legacy)
 
     def objective(d):
@@ -120,21 +114,65 @@ def test_uniform_profiles_equal_opencv_resize(h, w, scale):
 
 
 def test_legacy_grid_matches_worked_example():
-    # Spec, section 5: legacy, uniform profiles, 512 -> 224.
-    ones = mx.nd.ones((1, 512), dtype=np.float64)
-    ys, xs = ops.att_sampler_grid(ones, ones, 512, 512, scale=224 / 512, legacy=True)
-    ys = ys.asnumpy()[0]
-    np.testing.assert_allclose(ys[:3], [-1.0, 0.0057, 2.297], atol=1e-3)
-    np.testing.assert_allclose(ys[-2:], [506.417, 508.709], atol=1e-3)
-    np.testing.assert_allclose(np.diff(ys[1:]), 2.2915, atol=1e-4)
-    np.testing.assert_array_equal(xs.asnumpy(), ys[None])
-    # Zero padding: the first output row and column sample at -1 (up to rounding), outside the
-    # image: black.
-    out = ops.att_sampler(mx.nd.ones((1, 1, 512, 512)), ones.astype('float32'),
-                          ones.astype('float32'), scale=224 / 512, legacy=True).asnumpy()[0, 0]
-    np.testing.assert_allclose(out[0], 0, atol=1e-6)
-    np.testing.assert_allclose(out[:, 0], 0, atol=1e-6)
-    np.testing.assert_allclose(out[1:, 1:], 1, rtol=1e-6)
+    """Spec, section 5: legacy, uniform profiles, 512 -> 224, derived from its closed form. Every
+    bin gets m = out / L: clipping does not act (the cap is min(T0, max m) = m), so C[j] = 1 +
+    j m and step = C[L-1] / out. Output pixel k >= 1 lies in a bin j >= 1, at p_k = j + (k step
+    - C[j]) / m = (k step - 1) / m; pixel 0 lies in bin 0, at p_0 = (0 - C[0]) / (C[0] - C[-1]),
+    -1 for image 0 (C[-1] = 0) and 1 / (C[L-1] - 1) for the images after it (C[-1] is the
+    previous image's C[L-1]). With L = size the align-corners mapping is the identity."""
+    size, out, batch = 512, 224, 3
+    m = out / size
+    last = 1 + (size - 1) * m  # C[L-1]
+    step = last / out
+    k = np.arange(out)
+    image0 = np.where(k == 0, -1.0, (k * step - 1) / m)
+    later = np.where(k == 0, 1 / (last - 1), image0)
+    # The spec's figures, as printed there (rounded), are image 0's.
+    assert ['%.1f' % image0[0], '%.4f' % image0[1], '%.3f' % image0[2]] == \
+        ['-1.0', '0.0057', '2.297']
+    assert ['%.3f' % v for v in image0[-2:]] == ['506.417', '508.709']
+    assert '%.4f' % (step / m) == '2.2915' and '%.4f' % later[0] == '0.0045'
+
+    ones = mx.nd.ones((batch, size), dtype=np.float64)
+    ys, xs = ops.att_sampler_grid(ones, ones, size, size, scale=out / size, legacy=True)
+    ys = ys.asnumpy()
+    # C[j] and m are exact (multiples of 1/16); the rest is a few roundings of values below 512.
+    np.testing.assert_allclose(ys[0], image0, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ys[1:], np.broadcast_to(later, (batch - 1, out)), rtol=0,
+                               atol=1e-12)
+    np.testing.assert_array_equal(xs.asnumpy(), ys)
+    # Zero padding: image 0's first output row and column sample at -1, outside the image
+    # (black, up to rounding of -1); the later images' sample just inside it.
+    ones32 = ones.astype('float32')
+    image = ops.att_sampler(mx.nd.ones((batch, 1, size, size)), ones32, ones32, scale=out / size,
+                            legacy=True).asnumpy()[:, 0]
+    np.testing.assert_allclose(image[0, 0], 0, atol=1e-6)
+    np.testing.assert_allclose(image[0, :, 0], 0, atol=1e-6)
+    np.testing.assert_allclose(image[0, 1:, 1:], 1, rtol=1e-6)
+    np.testing.assert_allclose(image[1:], 1, rtol=1e-6)
+
+
+def test_legacy_first_pixel_across_images_and_calls():
+    """Legacy output pixel 0 of image b >= 1 of one call samples at p = -1 / (1 - C_{b-1}[L-1])
+    (image b-1's last table entry on the same axis); image 0 of every call at p = -1."""
+    rng = np.random.RandomState(21)
+    n, h, w, ly, lx, scale = 4, 20, 13, 7, 11, 0.75
+    data, att_y, att_x = random_inputs(rng, n, 2, h, w, ly, lx, np.float64)
+    kwargs = dict(scale=scale, dense=2.0, iters=3, legacy=True)
+    budgets = ref.budgets(att_y, att_x, h, w, scale, 2.0, 3)
+    ys, xs = [a.asnumpy() for a in ops.att_sampler_grid(*nd(att_y, att_x), h, w, **kwargs)]
+    for axis, coords, length, size in ((0, ys, ly, h), (1, xs, lx, w)):
+        last = np.array([1 + b[axis][1:].sum() for b in budgets])
+        p0 = np.concatenate([[-1.0], -1 / (1 - last[:-1])])
+        # p0 is 1 over a sum of at most 11 doubles: relative error ~1e-15; 1e-10 is generous.
+        np.testing.assert_allclose(coords[:, 0], p0 * (size - 1) / (length - 1), rtol=1e-10)
+    # A second call on images 2.. starts afresh: its image 0 samples at -1 again.
+    ys2, _ = [a.asnumpy() for a in ops.att_sampler_grid(*nd(att_y[2:], att_x[2:]), h, w,
+                                                         **kwargs)]
+    np.testing.assert_allclose(ys2[0, 0], -1.0 * (h - 1) / (ly - 1), rtol=1e-12)
+    np.testing.assert_array_equal(ys2[1:], ys[3:])
+    out = ops.att_sampler(*nd(data, att_y, att_x), **kwargs).asnumpy()
+    np.testing.assert_allclose(out, ref.sample(data, att_y, att_x, **kwargs), atol=1e-12)
 
 
 def test_profile_sanitising():
@@ -162,7 +200,7 @@ def test_profile_sanitising():
 
 def test_trailing_unit_axis_and_symbol_api():
     rng = np.random.RandomState(1)
-    data, att_y, att_x = random_case(rng, 2, 3, 10, 8, 10, 8, np.float32)
+    data, att_y, att_x = random_inputs(rng, 2, 3, 10, 8, 10, 8, np.float32)
     flat = ops.att_sampler(*nd(data, att_y, att_x), scale=0.5).asnumpy()
     column = ops.att_sampler(*nd(data, att_y[..., None], att_x[..., None]), scale=0.5).asnumpy()
     np.testing.assert_array_equal(flat, column)
@@ -189,7 +227,7 @@ class SampleAfterConv(mx.gluon.HybridBlock):
 def test_hybridized_block_trains(hybrid):
     mx.random.seed(0)
     rng = np.random.RandomState(2)
-    data, att_y, att_x = random_case(rng, 2, 3, 12, 12, 12, 12, np.float32)
+    data, att_y, att_x = random_inputs(rng, 2, 3, 12, 12, 12, 12, np.float32)
     net = SampleAfterConv()
     net.initialize(mx.init.Xavier())
     eager = net(*nd(data, att_y, att_x)).asnumpy()
@@ -212,9 +250,10 @@ def test_hybridized_block_trains(hybrid):
     assert losses[-1] < losses[0]
 
 
+@pytest.mark.multiprocess
 def test_export_and_reload_in_fresh_process(tmp_path):
     rng = np.random.RandomState(4)
-    data, att_y, att_x = random_case(rng, 2, 3, 12, 12, 12, 12, np.float32)
+    data, att_y, att_x = random_inputs(rng, 2, 3, 12, 12, 12, 12, np.float32)
     net = SampleAfterConv()
     net.initialize(mx.init.Xavier())
     net.hybridize()

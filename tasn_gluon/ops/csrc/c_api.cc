@@ -4,7 +4,8 @@
 //
 // Layouts: data (n, c, h, w), profiles att_y (n, ly) and att_x (n, lx), all contiguous;
 // out (n, c, out_h, out_w) with out_h = int(h * scale), out_w = int(w * scale);
-// ys (n, out_h) and xs (n, out_w) in double precision.
+// ys (n, out_h) and xs (n, out_w) in double precision. The n images of one call are one batch:
+// in legacy mode image b >= 1 reads C[-1] from image b - 1's table (sampler.h).
 //
 // Builds with CUDA (tasn_sampler_has_cuda() == 1) add tasn_sampler_cuda_*: the same three
 // functions over device pointers, plus `scratch` (device memory of at least

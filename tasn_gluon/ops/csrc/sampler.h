@@ -35,11 +35,10 @@ struct Taps {
   T *wy0, *wy1, *wx0, *wx1;
 };
 
-// Doubles needed as scratch by compute_grid for one image (budgets and cumulative tables).
-int64_t grid_scratch_per_image(const Geometry& g);
-
 // The sampling coordinates (input-pixel units) of every output row (ys: N x out_h) and column
-// (xs: N x out_w). Profiles are (N, Ly) and (N, Lx), contiguous.
+// (xs: N x out_w). Profiles are (N, Ly) and (N, Lx), contiguous. The N images are one batch:
+// in legacy mode image n >= 1 reads C[-1] from image n - 1's table, as the official kernel
+// does (sampler_math.h, legacy_before), and image 0 of every call starts afresh.
 template <typename T>
 void compute_grid_cpu(const T* att_y, const T* att_x, const Geometry& g,
                       const SamplerParams& params, double* ys, double* xs);
@@ -84,7 +83,8 @@ template <typename T>
 std::string att_sampler_backward_cuda(const T* grad_out, const T* att_y, const T* att_x,
                                       const Geometry& g, const SamplerParams& params,
                                       T* grad_data, void* scratch, void* stream);
-// The coordinates, as compute_grid_cpu computes them, stored as C (T or double).
+// The coordinates, as compute_grid_cpu computes them (legacy C[-1] included), stored as C
+// (T or double).
 template <typename T, typename C>
 std::string att_sampler_grid_cuda(const T* att_y, const T* att_x, const Geometry& g,
                                   const SamplerParams& params, C* ys, C* xs, void* scratch,

@@ -42,19 +42,18 @@ bool validate(const SamplerParams& params, Geometry* g, std::string* error) {
   return error->empty();
 }
 
-int64_t grid_scratch_per_image(const Geometry& g) { return 2 * (g.ly + g.lx) + 2; }
-
 template <typename T>
 void compute_grid_cpu(const T* att_y, const T* att_x, const Geometry& g,
                       const SamplerParams& params, double* ys, double* xs) {
-  const int64_t ly = g.ly, lx = g.lx;
+  const int64_t ly = g.ly, lx = g.lx, stride = table_entries(ly, lx);
+  // Every image's tables first, then the coordinates: a legacy image reads its C[-1] from the
+  // previous image's table (legacy_before), which must be complete by then.
+  std::vector<double> tables(g.n * stride);
 #pragma omp parallel
   {
-    std::vector<double> scratch(grid_scratch_per_image(g));
-    double* my = scratch.data();
+    std::vector<double> budget(budget_entries(ly, lx));
+    double* my = budget.data();
     double* mx = my + ly;
-    double* cy = mx + lx;      // ly + 1 entries
-    double* cx = cy + ly + 1;  // lx + 1 entries
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.n; ++n) {
       profile_to_budget(att_y + n * ly, ly, g.out_h, my);
@@ -62,20 +61,19 @@ void compute_grid_cpu(const T* att_y, const T* att_x, const Geometry& g,
       clip_and_give_back(my, ly, g.out_h, first_cap(params.scale, params.dense, g.h, ly),
                          mx, lx, g.out_w, first_cap(params.scale, params.dense, g.w, lx),
                          params.iters);
-      double* row_coords = ys + n * g.out_h;
-      double* col_coords = xs + n * g.out_w;
-      if (params.legacy) {
-        legacy_cdf(my, ly, cy);
-        legacy_cdf(mx, lx, cx);
-        for (int64_t k = 0; k < g.out_h; ++k) row_coords[k] = legacy_coordinate(cy, ly, k, g.out_h, g.h);
-        for (int64_t k = 0; k < g.out_w; ++k) col_coords[k] = legacy_coordinate(cx, lx, k, g.out_w, g.w);
-      } else {
-        clean_cdf(my, ly, cy);
-        clean_cdf(mx, lx, cx);
-        for (int64_t k = 0; k < g.out_h; ++k) row_coords[k] = clean_coordinate(cy, ly, k, g.out_h, g.h);
-        for (int64_t k = 0; k < g.out_w; ++k) col_coords[k] = clean_coordinate(cx, lx, k, g.out_w, g.w);
-      }
+      double* cy = tables.data() + n * stride;
+      cumulative_table(params.legacy, my, ly, cy);
+      cumulative_table(params.legacy, mx, lx, cy + column_table_offset(ly));
     }
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < g.n; ++n) {
+    const double* cy = tables.data() + n * stride;
+    const double* cx = cy + column_table_offset(ly);
+    for (int64_t k = 0; k < g.out_h; ++k)
+      ys[n * g.out_h + k] = axis_coordinate(params.legacy, cy, stride, n, ly, k, g.out_h, g.h);
+    for (int64_t k = 0; k < g.out_w; ++k)
+      xs[n * g.out_w + k] = axis_coordinate(params.legacy, cx, stride, n, lx, k, g.out_w, g.w);
   }
 }
 
@@ -104,19 +102,48 @@ void column_span(const Taps<T>& t, const Geometry& g, int64_t n, int64_t* lo, in
   *hi = b + 1;
 }
 
-// Rows done by the AVX path: all whole blocks of 8 for float on a CPU with AVX, else none.
+// Output rows of the scalar path (forward_plane, below) are done kRows at a time: their
+// vertical blends share one pass of the column tables (index and weights are loaded once for
+// kRows outputs), which is the costly part.
+constexpr int64_t kRows = 4;
+
+// The scalar paths blend source rows into rows of w + 1 values: + 1 for the pair of the last
+// pixel when w == 1 (its second tap, of weight 0, reads this pad).
+inline int64_t row_stride(const Geometry& g) { return g.w + 1; }
+
+// The SIMD path of the forward: how many output rows of a plane it did (all whole blocks of 8
+// for float on a CPU with AVX, else none), and the scratch elements it needs per thread.
 template <typename T>
 int64_t forward_rows_simd(const T*, const Geometry&, const Taps<T>&, int64_t, int64_t, int64_t,
                           T*, T*) {
   return 0;
 }
+template <typename T>
+int64_t forward_simd_scratch(const Geometry&) {
+  return 0;
+}
 
 #if defined(__x86_64__) && defined(__GNUC__)
-// AVX path of the float forward, eight output rows at a time. The scalar gather above loads two
-// pixels, two weights and an index per output; here the eight rows' blends are stored
-// transposed (column x holds the eight rows' values side by side), so one output column of all
-// eight rows is two 8-wide loads and two multiplies. Only mul/add are used (no FMA), in the
-// scalar code's order, so the results are bit-identical to it.
+// AVX path of the float forward, eight output rows at a time. The scalar gather (forward_plane,
+// below) loads two pixels, two weights and an index per output; here the eight rows' blends
+// are stored transposed (column x holds the eight rows' values side by side), so one output
+// column of all eight rows is two 8-wide loads and two multiplies. Only mul/add are used (no
+// FMA), in the scalar code's order, so the results are bit-identical to it.
+
+// forward_rows8_avx's scratch, carved from one buffer of floats(g) floats: the eight rows'
+// blends over the column span, transposed ((w + 1) x 8), and their horizontal results,
+// transposed too (out_w x 8).
+struct Avx8Scratch {
+  float* cols;
+  float* outs;
+  static int64_t floats(const Geometry& g) { return 8 * (g.w + 1) + 8 * g.out_w; }
+  Avx8Scratch(float* base, const Geometry& g) : cols(base), outs(base + 8 * (g.w + 1)) {}
+};
+
+template <>
+int64_t forward_simd_scratch<float>(const Geometry& g) {
+  return Avx8Scratch::floats(g);
+}
 
 __attribute__((target("avx"))) inline void transpose8(__m256* v) {
   const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
@@ -137,11 +164,13 @@ __attribute__((target("avx"))) inline void transpose8(__m256* v) {
   v[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
-// Output rows i .. i + 7 of one plane. `cols` holds (hi - lo) x 8 floats, `outs` out_w x 8.
+// Output rows i .. i + 7 of one plane, source columns [lo, hi).
 __attribute__((target("avx"))) void forward_rows8_avx(
     const float* in, const Geometry& g, const int64_t* y0, const int64_t* y1, const float* wy0,
     const float* wy1, const int64_t* x0, const float* wx0, const float* wx1, int64_t lo,
-    int64_t hi, float* cols, float* outs, float* out) {
+    int64_t hi, const Avx8Scratch& s, float* out) {
+  float* cols = s.cols;
+  float* outs = s.outs;
   const float* r0[8];
   const float* r1[8];
   __m256 a[8], b[8];
@@ -184,21 +213,21 @@ int64_t forward_rows_simd<float>(const float* in, const Geometry& g, const Taps<
                                  int64_t n, int64_t lo, int64_t hi, float* scratch, float* out) {
   static const bool has_avx = __builtin_cpu_supports("avx");
   if (!has_avx) return 0;
-  float* cols = scratch;
-  float* outs = scratch + 8 * (g.w + 1);
+  const Avx8Scratch s(scratch, g);
   const int64_t rows = g.out_h - g.out_h % 8;
   for (int64_t i = 0; i < rows; i += 8)
     forward_rows8_avx(in, g, t.y0 + n * g.out_h + i, t.y1 + n * g.out_h + i,
                       t.wy0 + n * g.out_h + i, t.wy1 + n * g.out_h + i, t.x0 + n * g.out_w,
-                      t.wx0 + n * g.out_w, t.wx1 + n * g.out_w, lo, hi, cols, outs,
-                      out + i * g.out_w);
+                      t.wx0 + n * g.out_w, t.wx1 + n * g.out_w, lo, hi, s, out + i * g.out_w);
   return rows;
 }
 #endif
 
-// Output rows are done kRows at a time: their vertical blends share one pass of the column
-// tables (index and weights are loaded once for kRows outputs), which is the costly part.
-constexpr int64_t kRows = 4;
+// Scratch elements per thread of the forward: kRows blended rows, or the SIMD path's.
+template <typename T>
+int64_t forward_scratch(const Geometry& g) {
+  return std::max(kRows * row_stride(g), forward_simd_scratch<T>(g));
+}
 
 template <typename T>
 void forward_plane(const T* __restrict__ in, const Geometry& g, const Taps<T>& t, int64_t n,
@@ -207,7 +236,7 @@ void forward_plane(const T* __restrict__ in, const Geometry& g, const Taps<T>& t
   const T *wy0 = t.wy0 + n * g.out_h, *wy1 = t.wy1 + n * g.out_h;
   const int64_t* x0 = t.x0 + n * g.out_w;  // taps are adjacent: x1 = x0 + 1
   const T *wx0 = t.wx0 + n * g.out_w, *wx1 = t.wx1 + n * g.out_w;
-  const int64_t stride = g.w + 1;
+  const int64_t stride = row_stride(g);
   for (int64_t i = forward_rows_simd(in, g, t, n, lo, hi, rows, out); i < g.out_h; i += kRows) {
     const int64_t count = std::min(kRows, g.out_h - i);
     for (int64_t k = 0; k < count; ++k) {
@@ -237,6 +266,9 @@ void forward_plane(const T* __restrict__ in, const Geometry& g, const Taps<T>& t
   }
 }
 
+// Scratch elements per thread of the backward: one row.
+inline int64_t backward_scratch(const Geometry& g) { return row_stride(g); }
+
 template <typename T>
 void backward_plane(const T* __restrict__ gout, const Geometry& g, const Taps<T>& t, int64_t n,
                     int64_t lo, int64_t hi, T* __restrict__ row, T* __restrict__ gin) {
@@ -262,21 +294,21 @@ void backward_plane(const T* __restrict__ gout, const Geometry& g, const Taps<T>
   }
 }
 
-// Runs `plane(n, lo, hi, row, in_offset, out_offset)` over every (image, channel) plane.
+// Runs `plane(p, n, lo, hi, scratch)` over every (image, channel) plane p = n * C + channel,
+// in parallel: n is p's image, [lo, hi) the span of source columns its image's taps read, and
+// `scratch` points to `scratch_elems` elements (zeroed once) of the calling thread.
 template <typename T, typename PlaneFn>
-void for_each_plane(const Geometry& g, const Taps<T>& t, PlaneFn plane) {
+void for_each_plane(const Geometry& g, const Taps<T>& t, int64_t scratch_elems, PlaneFn plane) {
   std::vector<int64_t> lo(g.n), hi(g.n);
   for (int64_t n = 0; n < g.n; ++n) column_span(t, g, n, &lo[n], &hi[n]);
   const int64_t planes = g.n * g.c;
 #pragma omp parallel
   {
-    // kRows rows of w + 1 (+ 1: the pair of the last pixel when w == 1), or the AVX path's
-    // transposed blocks of 8 rows.
-    std::vector<T> row(std::max(kRows * (g.w + 1), 8 * (g.w + 1) + 8 * g.out_w), T(0));
+    std::vector<T> scratch(scratch_elems, T(0));
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < planes; ++p) {
       const int64_t n = p / std::max<int64_t>(g.c, 1);
-      plane(p, n, lo[n], hi[n], row.data());
+      plane(p, n, lo[n], hi[n], scratch.data());
     }
   }
 }
@@ -305,7 +337,8 @@ struct TapStorage {
 template <typename T>
 void sample_forward_cpu(const T* data, const Geometry& g, const Taps<T>& taps, T* out) {
   const int64_t in_plane = g.h * g.w, out_plane = g.out_h * g.out_w;
-  for_each_plane(g, taps, [&](int64_t p, int64_t n, int64_t lo, int64_t hi, T* row) {
+  for_each_plane(g, taps, forward_scratch<T>(g), [&](int64_t p, int64_t n, int64_t lo,
+                                                     int64_t hi, T* row) {
     forward_plane(data + p * in_plane, g, taps, n, lo, hi, row, out + p * out_plane);
   });
 }
@@ -314,7 +347,8 @@ template <typename T>
 void sample_backward_cpu(const T* grad_out, const Geometry& g, const Taps<T>& taps,
                          T* grad_data) {
   const int64_t in_plane = g.h * g.w, out_plane = g.out_h * g.out_w;
-  for_each_plane(g, taps, [&](int64_t p, int64_t n, int64_t lo, int64_t hi, T* row) {
+  for_each_plane(g, taps, backward_scratch(g), [&](int64_t p, int64_t n, int64_t lo,
+                                                  int64_t hi, T* row) {
     backward_plane(grad_out + p * out_plane, g, taps, n, lo, hi, row, grad_data + p * in_plane);
   });
 }

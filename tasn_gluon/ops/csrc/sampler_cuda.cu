@@ -1,10 +1,13 @@
 // CUDA kernels of the attention sampler: the same operator as sampler_cpu.cc, from the same
 // arithmetic (sampler_math.h), computed in the CPU kernels' order so as to equal them bit for
-// bit. The kernels' bodies are in
-// sampler_cuda_kernels.cuh (see there for the design; they are also run on the CPU by the
-// tests); this file launches them on the caller's stream:
-//  * grid_kernel: one block of kThreads per image (budget, clipping, inverse CDF, taps, and for
-//    the backward the inverse tap tables);
+// bit. The kernels' bodies are in sampler_cuda_kernels.cuh (see there for the design; they are
+// also run on the CPU by the tests); this file launches them on the caller's stream:
+//  * tables_kernel: one block of kThreads per image (budget, clipping, cumulative tables into
+//    the batch's table buffer in scratch memory);
+//  * taps_kernel: one block per image (inverse CDF, taps, and for the backward the inverse tap
+//    tables). A second launch because a legacy image reads the previous image's table (C[-1],
+//    as the official kernel does): the launch boundary orders every image's tables before any
+//    image's coordinates, with no inter-block waiting and no recomputation;
 //  * forward_kernel: one thread per output pixel and group of kChannelsPerThread channels,
 //    blockIdx.y walking the (image, channel group) pairs; neighbouring threads read
 //    neighbouring source columns, so loads coalesce;
@@ -25,10 +28,11 @@
 namespace tasn {
 namespace {
 
-using cuda_kernels::GridShared;
-using cuda_kernels::GridTask;
 using cuda_kernels::PlaneShape;
+using cuda_kernels::TablesShared;
+using cuda_kernels::TablesTask;
 using cuda_kernels::Tap;
+using cuda_kernels::TapsTask;
 
 constexpr int kThreads = 256;                    // every kernel
 constexpr size_t kMaxDynamicShared = 40 * 1024;  // with the static part, below the 48 KiB limit
@@ -38,15 +42,19 @@ constexpr int64_t kMaxIndex = 0x7fffffff;        // in-plane indices are 32-bit
 size_t align_up(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
 
 // Where everything lives in the caller's scratch memory (byte offsets), and whether the grid
-// block's work tables fit in shared memory (else they live in scratch, one set per image).
+// blocks' work memory fits in shared memory (else it lives in scratch, one set per image).
 struct Layout {
   size_t ytaps = 0, xtaps = 0;
   size_t row_start = 0, row_list = 0, col_start = 0, col_list = 0;
+  size_t tables = 0;                     // the batch's cumulative tables
   size_t m_work = 0, count_work = 0;
   bool m_shared = true, count_shared = true;
-  size_t m_doubles = 0, count_ints = 0;  // per image
-  size_t shared_bytes = 0;               // dynamic shared memory of grid_kernel
+  size_t m_doubles = 0;   // per image: tables_kernel's budgets
+  size_t count_ints = 0;  // per image: taps_kernel's counters
   size_t total = 0;
+
+  size_t tables_shared_bytes() const { return m_shared ? m_doubles * sizeof(double) : 0; }
+  size_t taps_shared_bytes() const { return count_shared ? count_ints * sizeof(int32_t) : 0; }
 };
 
 template <typename T>
@@ -65,16 +73,13 @@ Layout layout_for(const Geometry& g) {
   L.row_list = take(n * 2 * g.out_h * sizeof(int32_t));
   L.col_start = take(n * (g.w + 1) * sizeof(int32_t));
   L.col_list = take(n * 2 * g.out_w * sizeof(int32_t));
-  L.m_doubles = static_cast<size_t>(grid_scratch_per_image(g));
+  L.tables = take(n * table_entries(g.ly, g.lx) * sizeof(double));
+  L.m_doubles = static_cast<size_t>(budget_entries(g.ly, g.lx));
   L.m_shared = L.m_doubles * sizeof(double) <= kMaxDynamicShared;
   if (!L.m_shared) L.m_work = take(n * L.m_doubles * sizeof(double));
-  L.count_ints = static_cast<size_t>(cuda_kernels::grid_counts_per_image(g, kThreads));
+  L.count_ints = static_cast<size_t>(cuda_kernels::taps_counts_per_image(g, kThreads));
   L.count_shared = L.count_ints * sizeof(int32_t) <= kMaxDynamicShared;
   if (!L.count_shared) L.count_work = take(n * L.count_ints * sizeof(int32_t));
-  // The budgets are dead once the taps are written, so the counters reuse their memory.
-  const size_t a = L.m_shared ? L.m_doubles * sizeof(double) : 0;
-  const size_t b = L.count_shared ? L.count_ints * sizeof(int32_t) : 0;
-  L.shared_bytes = a > b ? a : b;
   L.total = off;
   return L;
 }
@@ -101,22 +106,31 @@ struct BlockBarrier {
   __device__ void operator()() const { __syncthreads(); }
 };
 
-template <typename T, typename C>
+template <typename T>
 __global__ void __launch_bounds__(kThreads)
-grid_kernel(GridTask<T, C> task, double* m_work, int32_t* count_work, int m_shared,
-            int count_shared, int64_t m_doubles, int64_t count_ints) {
+tables_kernel(TablesTask<T> task, double* m_work, int m_shared, int64_t m_doubles) {
   extern __shared__ double dynamic_shared[];
   __shared__ double red[2 * kThreads];
   __shared__ double sums[2];
   const int64_t n = blockIdx.x;
-  GridShared sh;
+  TablesShared sh;
   sh.m = m_shared ? dynamic_shared : m_work + n * m_doubles;
   sh.red = red;
   sh.sums = sums;
-  sh.counts = count_shared ? reinterpret_cast<int32_t*>(dynamic_shared)
-                           : count_work + n * count_ints;
   BlockBarrier barrier;
-  cuda_kernels::grid_program(task, n, sh, static_cast<int>(threadIdx.x),
+  cuda_kernels::tables_program(task, n, sh, static_cast<int>(threadIdx.x),
+                               static_cast<int>(blockDim.x), barrier);
+}
+
+template <typename T, typename C>
+__global__ void __launch_bounds__(kThreads)
+taps_kernel(TapsTask<T, C> task, int32_t* count_work, int count_shared, int64_t count_ints) {
+  extern __shared__ double dynamic_shared[];  // declared as in tables_kernel: one symbol
+  const int64_t n = blockIdx.x;
+  int32_t* counts = count_shared ? reinterpret_cast<int32_t*>(dynamic_shared)
+                                 : count_work + n * count_ints;
+  BlockBarrier barrier;
+  cuda_kernels::taps_program(task, n, counts, static_cast<int>(threadIdx.x),
                              static_cast<int>(blockDim.x), barrier);
 }
 
@@ -190,39 +204,46 @@ int32_t* int_table(void* scratch, size_t offset) {
   return reinterpret_cast<int32_t*>(static_cast<char*>(scratch) + offset);
 }
 
-// Launches grid_kernel for every image: coordinates into ys/xs when given, the tap tables
-// when `taps`, their inverses too when `inverse`.
+// Launches tables_kernel, then taps_kernel, for every image: coordinates into ys/xs when
+// given, the tap tables when `taps`, their inverses too when `inverse`.
 template <typename T, typename C>
 std::string launch_grid(const T* att_y, const T* att_x, const Geometry& g,
                         const SamplerParams& params, C* ys, C* xs, bool taps, bool inverse,
                         void* scratch, void* stream) {
   const Layout L = layout_for<T>(g);
   if (L.total > 0 && scratch == nullptr) return "no scratch memory given to the CUDA sampler";
-  GridTask<T, C> task{};
-  task.att_y = att_y;
-  task.att_x = att_x;
-  task.g = g;
-  task.params = params;
-  task.ys = ys;
-  task.xs = xs;
+  char* base = static_cast<char*>(scratch);
+  double* tables = reinterpret_cast<double*>(base + L.tables);
+  TablesTask<T> first{att_y, att_x, g, params, tables};
+  double* m_work = L.m_shared ? nullptr : reinterpret_cast<double*>(base + L.m_work);
+  tables_kernel<T><<<static_cast<unsigned>(g.n), kThreads, L.tables_shared_bytes(),
+                     as_stream(stream)>>>(first, m_work, L.m_shared ? 1 : 0,
+                                          static_cast<int64_t>(L.m_doubles));
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return cuda_error("the tables kernel", e);
+
+  TapsTask<T, C> second{};
+  second.tables = tables;
+  second.g = g;
+  second.params = params;
+  second.ys = ys;
+  second.xs = xs;
   if (taps || inverse) {
-    task.ytaps = tap_table<T>(scratch, L.ytaps);
-    task.xtaps = tap_table<T>(scratch, L.xtaps);
+    second.ytaps = tap_table<T>(scratch, L.ytaps);
+    second.xtaps = tap_table<T>(scratch, L.xtaps);
   }
   if (inverse) {
-    task.row_start = int_table(scratch, L.row_start);
-    task.row_list = int_table(scratch, L.row_list);
-    task.col_start = int_table(scratch, L.col_start);
-    task.col_list = int_table(scratch, L.col_list);
+    second.row_start = int_table(scratch, L.row_start);
+    second.row_list = int_table(scratch, L.row_list);
+    second.col_start = int_table(scratch, L.col_start);
+    second.col_list = int_table(scratch, L.col_list);
   }
-  double* m_work = L.m_shared
-      ? nullptr : reinterpret_cast<double*>(static_cast<char*>(scratch) + L.m_work);
   int32_t* count_work = L.count_shared ? nullptr : int_table(scratch, L.count_work);
-  grid_kernel<T, C><<<static_cast<unsigned>(g.n), kThreads, L.shared_bytes, as_stream(stream)>>>(
-      task, m_work, count_work, L.m_shared ? 1 : 0, L.count_shared ? 1 : 0,
-      static_cast<int64_t>(L.m_doubles), static_cast<int64_t>(L.count_ints));
-  const cudaError_t e = cudaGetLastError();
-  return e == cudaSuccess ? std::string() : cuda_error("the grid kernel", e);
+  taps_kernel<T, C><<<static_cast<unsigned>(g.n), kThreads, L.taps_shared_bytes(),
+                      as_stream(stream)>>>(second, count_work, L.count_shared ? 1 : 0,
+                                           static_cast<int64_t>(L.count_ints));
+  e = cudaGetLastError();
+  return e == cudaSuccess ? std::string() : cuda_error("the taps kernel", e);
 }
 
 // Blocks of kThreads for `elements` threads per plane; blockIdx.y strides over the channel

@@ -5,12 +5,15 @@
 // phase order and the bit-for-bit agreement with the CPU kernels are tested on machines
 // without a GPU.
 //
-// Three programs:
-//  * grid_program, one block per image: the budget and clip-and-give-back phase with its
-//    elementwise steps spread over the block and each sum a sequential fold by one thread per
-//    axis (the CPU's order, so the same rounding), then one thread per output index for the
-//    inverse CDF and the bilinear taps (sampler_math.h's helpers), and for the backward the
-//    inverse tap tables.
+// Four programs, the first two one block per image, in two launches:
+//  * tables_program: the budget and clip-and-give-back of image n, their per-element steps
+//    (sampler_math.h's) spread over the block and each sum sampler_math.h's sequential sum by
+//    one thread per axis (the CPU's order, so the same rounding), then the cumulative tables,
+//    written to the batch's table buffer in global memory.
+//  * taps_program, launched once every image's tables are written: one thread per output index
+//    for the inverse CDF (sampler_math.h's axis_coordinate; legacy reads C[-1] from image
+//    n - 1's table, as the CPU does) and the bilinear taps, and for the backward the inverse
+//    tap tables.
 //  * forward_pixels, one thread per output pixel and up to kChannelsPerThread channels: 2 source
 //    rows x 2 columns from the tap tables.
 //  * backward_pixels, one thread per source pixel and up to kChannelsPerThread channels: a
@@ -25,12 +28,6 @@
 
 #include "sampler.h"
 #include "sampler_math.h"
-
-#if defined(__CUDA_ARCH__)  // device pass only: the host compiler does not know the pragma
-#define TASN_UNROLL _Pragma("unroll")
-#else
-#define TASN_UNROLL
-#endif
 
 namespace tasn {
 namespace cuda_kernels {
@@ -87,11 +84,27 @@ TASN_HD inline T load(const T* p) {
 #endif
 }
 
-// What a grid block computes for image blockIdx / n. Optional outputs are nullptr.
-template <typename T, typename C>
-struct GridTask {
+// What a tables block computes for image n.
+template <typename T>
+struct TablesTask {
   const T* att_y;  // (N, ly)
   const T* att_x;  // (N, lx)
+  Geometry g;
+  SamplerParams params;
+  double* tables;  // (N, table_entries(ly, lx)): the cumulative tables
+};
+
+// Memory shared by the threads of one tables block.
+struct TablesShared {
+  double* m;     // the budgets: budget_entries(ly, lx) doubles
+  double* red;   // 2 * threads, for the maxima
+  double* sums;  // 2
+};
+
+// What a taps block computes for image n. Optional outputs are nullptr.
+template <typename T, typename C>
+struct TapsTask {
+  const double* tables;  // as TablesTask's, complete for every image
   Geometry g;
   SamplerParams params;
   C* ys;  // (N, out_h) coordinates
@@ -106,85 +119,9 @@ struct GridTask {
   int32_t* col_list;   // (N, 2 * out_w)
 };
 
-// Memory shared by the threads of one grid block.
-struct GridShared {
-  double* m;        // budgets and cumulative tables: grid_scratch_per_image(g) doubles
-  double* red;      // 2 * threads, for the maxima
-  double* sums;     // 2
-  int32_t* counts;  // max(h, w) + threads, for the inverse tables
-};
-
-inline int64_t grid_counts_per_image(const Geometry& g, int threads) {
+// Shared counters of one taps block (for the inverse tables): max(h, w) + threads.
+inline int64_t taps_counts_per_image(const Geometry& g, int threads) {
   return (g.h > g.w ? g.h : g.w) + threads;
-}
-
-// The sequential sums are the grid's critical path (one thread, a dependent add per entry),
-// so their loads are issued a chunk ahead of the adds. The adds keep the CPU's order.
-constexpr int kChunk = 8;
-
-// Sequential left fold from 0: the sums of profile_to_budget and clip_axis.
-TASN_HD inline double fold_sum(const double* m, int64_t n) {
-  double s = 0.0;
-  double next[kChunk];
-  int64_t i = 0;
-  if (n >= kChunk) {
-    TASN_UNROLL
-    for (int k = 0; k < kChunk; ++k) next[k] = m[k];
-  }
-  for (; i + kChunk <= n; i += kChunk) {
-    double cur[kChunk];
-    TASN_UNROLL
-    for (int k = 0; k < kChunk; ++k) cur[k] = next[k];
-    if (i + 2 * kChunk <= n) {
-      TASN_UNROLL
-      for (int k = 0; k < kChunk; ++k) next[k] = m[i + kChunk + k];
-    }
-    TASN_UNROLL
-    for (int k = 0; k < kChunk; ++k) s += cur[k];
-  }
-  for (; i < n; ++i) s += m[i];
-  return s;
-}
-
-// out[0] = first; out[1 + i - begin] = out[i - begin] + m[i] for i in [begin, end): the
-// cumulative tables of clean_cdf (first 0, begin 0) and legacy_cdf (first 1, begin 1), same
-// adds in the same order. (The helpers themselves reload each sum after storing it, as their
-// two arrays might alias, which puts a memory round trip on every step of the chain.)
-TASN_HD inline void prefix_sums(double first, const double* m, int64_t begin, int64_t end,
-                                double* out) {
-  double s = first;
-  out[0] = s;
-  double* o = out + 1 - begin;
-  double next[kChunk];
-  int64_t i = begin;
-  if (end - begin >= kChunk) {
-    TASN_UNROLL
-    for (int k = 0; k < kChunk; ++k) next[k] = m[begin + k];
-  }
-  for (; i + kChunk <= end; i += kChunk) {
-    double cur[kChunk];
-    TASN_UNROLL
-    for (int k = 0; k < kChunk; ++k) cur[k] = next[k];
-    if (i + 2 * kChunk <= end) {
-      TASN_UNROLL
-      for (int k = 0; k < kChunk; ++k) next[k] = m[i + kChunk + k];
-    }
-    TASN_UNROLL
-    for (int k = 0; k < kChunk; ++k) {
-      s += cur[k];
-      o[i + k] = s;
-    }
-  }
-  for (; i < end; ++i) {
-    s += m[i];
-    o[i] = s;
-  }
-}
-
-// clean_cdf or legacy_cdf of one axis.
-TASN_HD inline void cumulative_table(bool legacy, const double* m, int64_t length, double* cum) {
-  if (legacy) prefix_sums(1.0, m, 1, length, cum);  // C[0] = 1, C[i] = C[i-1] + m[i]
-  else prefix_sums(0.0, m, 0, length, cum);         // cum[0] = 0, cum[i+1] = cum[i] + m[i]
 }
 
 // The largest entries of a and b over the block (a tree over red). The maximum is exact, so
@@ -213,7 +150,7 @@ TASN_HD inline void block_max2(const double* a, int64_t na, const double* b, int
   barrier();  // red is written again by the next call
 }
 
-// The inverse of one axis' tap table (see GridTask), entries in increasing 2 * i + slot: the
+// The inverse of one axis' tap table (see TapsTask), entries in increasing 2 * i + slot: the
 // order in which the CPU's backward accumulates them. A stable counting sort in which every
 // thread owns a contiguous range of keys and walks the whole table, so no atomics are needed.
 // `first_only` leaves out the i1 entries, as the CPU does along x when the image is 1 pixel
@@ -261,78 +198,75 @@ TASN_HD inline void invert_taps(const Tap<T>* taps, int64_t out, int64_t size, b
   barrier();  // count and totals are reused
 }
 
-// compute_grid_cpu and compute_taps_cpu for image n, as thread t of a block of nt (>= 1)
-// threads; barrier() waits for the whole block. Every thread must call it.
-template <typename T, typename C, typename Barrier>
-TASN_HD void grid_program(const GridTask<T, C>& k, int64_t n, const GridShared& sh, int t,
-                          int nt, Barrier& barrier) {
+// The first loop of compute_grid_cpu for image n (profile_to_budget, clip_and_give_back,
+// cumulative_table on both axes), as thread t of a block of nt (>= 1) threads; barrier() waits
+// for the whole block. Every thread must call it.
+template <typename T, typename Barrier>
+TASN_HD void tables_program(const TablesTask<T>& k, int64_t n, const TablesShared& sh, int t,
+                            int nt, Barrier& barrier) {
   const Geometry& g = k.g;
   const int64_t ly = g.ly, lx = g.lx;
   double* my = sh.m;
   double* mx = my + ly;
-  double* cy = mx + lx;      // ly + 1 entries
-  double* cx = cy + ly + 1;  // lx + 1 entries
   // The two axes' sequential sums run side by side, in lanes 0 of warps 0 and 1.
   const int sum_y = 0, sum_x = nt > 32 ? 32 : 0;
 
-  // Step 1, the budget: profile_to_budget, its elementwise steps spread over the block.
-  const double kMax = 1.7976931348623157e308;
-  for (int64_t i = t; i < ly; i += nt) {
-    const double v = static_cast<double>(k.att_y[n * ly + i]);
-    my[i] = (v > 0.0 && v <= kMax) ? v : 0.0;  // false for NaN too
-  }
-  for (int64_t i = t; i < lx; i += nt) {
-    const double v = static_cast<double>(k.att_x[n * lx + i]);
-    mx[i] = (v > 0.0 && v <= kMax) ? v : 0.0;
-  }
+  // Step 1, the budget (profile_to_budget).
+  for (int64_t i = t; i < ly; i += nt) my[i] = sanitized(static_cast<double>(k.att_y[n * ly + i]));
+  for (int64_t i = t; i < lx; i += nt) mx[i] = sanitized(static_cast<double>(k.att_x[n * lx + i]));
   barrier();
-  if (t == sum_y) sh.sums[0] = fold_sum(my, ly);
-  if (t == sum_x) sh.sums[1] = fold_sum(mx, lx);
+  if (t == sum_y) sh.sums[0] = sequential_sum(my, ly);
+  if (t == sum_x) sh.sums[1] = sequential_sum(mx, lx);
   barrier();
   {
     const double sy = sh.sums[0], sx = sh.sums[1];
-    const double oh = static_cast<double>(g.out_h), ow = static_cast<double>(g.out_w);
-    for (int64_t i = t; i < ly; i += nt)
-      my[i] = (sy > 0.0 && sy <= kMax) ? my[i] / sy * oh : oh / static_cast<double>(ly);
-    for (int64_t i = t; i < lx; i += nt)
-      mx[i] = (sx > 0.0 && sx <= kMax) ? mx[i] / sx * ow : ow / static_cast<double>(lx);
+    for (int64_t i = t; i < ly; i += nt) my[i] = budget_entry(my[i], sy, g.out_h, ly);
+    for (int64_t i = t; i < lx; i += nt) mx[i] = budget_entry(mx[i], sx, g.out_w, lx);
   }
   barrier();
 
-  // Step 2, clip and give back: clip_and_give_back and clip_axis, spread the same way.
+  // Step 2, clip and give back (clip_and_give_back, clip_axis).
   const double t0_y = first_cap(k.params.scale, k.params.dense, g.h, ly);
   const double t0_x = first_cap(k.params.scale, k.params.dense, g.w, lx);
   for (int j = 0; j < k.params.iters; ++j) {
     double max_y, max_x;
     block_max2(my, ly, mx, lx, sh.red, t, nt, barrier, &max_y, &max_x);
     const double cap = dmin(max_y, max_x);
-    const double cap_y = j == 0 ? dmin(t0_y, cap) : cap;
-    const double cap_x = j == 0 ? dmin(t0_x, cap) : cap;
-    for (int64_t i = t; i < ly; i += nt) my[i] = dmin(my[i], cap_y);
-    for (int64_t i = t; i < lx; i += nt) mx[i] = dmin(mx[i], cap_x);
+    const double cap_y = round_cap(j, t0_y, cap), cap_x = round_cap(j, t0_x, cap);
+    for (int64_t i = t; i < ly; i += nt) my[i] = capped(my[i], cap_y);
+    for (int64_t i = t; i < lx; i += nt) mx[i] = capped(mx[i], cap_x);
     barrier();
-    if (t == sum_y) sh.sums[0] = fold_sum(my, ly);
-    if (t == sum_x) sh.sums[1] = fold_sum(mx, lx);
+    if (t == sum_y) sh.sums[0] = sequential_sum(my, ly);
+    if (t == sum_x) sh.sums[1] = sequential_sum(mx, lx);
     barrier();
-    const double give_y = (static_cast<double>(g.out_h) - sh.sums[0]) / static_cast<double>(ly);
-    const double give_x = (static_cast<double>(g.out_w) - sh.sums[1]) / static_cast<double>(lx);
+    const double give_y = give_back(g.out_h, sh.sums[0], ly);
+    const double give_x = give_back(g.out_w, sh.sums[1], lx);
     for (int64_t i = t; i < ly; i += nt) my[i] += give_y;
     for (int64_t i = t; i < lx; i += nt) mx[i] += give_x;
     barrier();
   }
 
-  // Steps 3 and 4: the cumulative tables (sequential), then every output index in parallel.
+  // The cumulative tables (sequential), straight into the batch's buffer.
+  double* cy = k.tables + n * table_entries(ly, lx);
   if (t == sum_y) cumulative_table(k.params.legacy, my, ly, cy);
-  if (t == sum_x) cumulative_table(k.params.legacy, mx, lx, cx);
-  barrier();
+  if (t == sum_x) cumulative_table(k.params.legacy, mx, lx, cy + column_table_offset(ly));
+}
+
+// The second loop of compute_grid_cpu and compute_taps_cpu for image n, and for the backward
+// the inverse tap tables, as thread t of nt; `counts` holds taps_counts_per_image ints.
+template <typename T, typename C, typename Barrier>
+TASN_HD void taps_program(const TapsTask<T, C>& k, int64_t n, int32_t* counts, int t, int nt,
+                          Barrier& barrier) {
+  const Geometry& g = k.g;
+  const int64_t stride = table_entries(g.ly, g.lx);
+  const double* cy = k.tables + n * stride;
+  const double* cx = cy + column_table_offset(g.ly);
   for (int64_t q = t; q < g.out_h + g.out_w; q += nt) {
     const bool is_y = q < g.out_h;
     const int64_t idx = is_y ? q : q - g.out_h;
-    const double* cum = is_y ? cy : cx;
-    const int64_t length = is_y ? ly : lx, out = is_y ? g.out_h : g.out_w;
-    const int64_t size = is_y ? g.h : g.w;
-    const double coord = k.params.legacy ? legacy_coordinate(cum, length, idx, out, size)
-                                         : clean_coordinate(cum, length, idx, out, size);
+    const int64_t out = is_y ? g.out_h : g.out_w, size = is_y ? g.h : g.w;
+    const double coord = axis_coordinate(k.params.legacy, is_y ? cy : cx, stride, n,
+                                         is_y ? g.ly : g.lx, idx, out, size);
     C* coords = is_y ? k.ys : k.xs;
     if (coords != nullptr) coords[n * out + idx] = static_cast<C>(coord);
     Tap<T>* taps = is_y ? k.ytaps : k.xtaps;
@@ -347,11 +281,11 @@ TASN_HD void grid_program(const GridTask<T, C>& k, int64_t n, const GridShared& 
 
   // The backward's inverse tables, from the taps just written (visible after the barrier).
   barrier();
-  int32_t* totals = sh.counts + (g.h > g.w ? g.h : g.w);
+  int32_t* totals = counts + (g.h > g.w ? g.h : g.w);
   invert_taps(k.ytaps + n * g.out_h, g.out_h, g.h, false, k.row_start + n * (g.h + 1),
-              k.row_list + n * 2 * g.out_h, sh.counts, totals, t, nt, barrier);
+              k.row_list + n * 2 * g.out_h, counts, totals, t, nt, barrier);
   invert_taps(k.xtaps + n * g.out_w, g.out_w, g.w, g.w == 1, k.col_start + n * (g.w + 1),
-              k.col_list + n * 2 * g.out_w, sh.counts, totals, t, nt, barrier);
+              k.col_list + n * 2 * g.out_w, counts, totals, t, nt, barrier);
 }
 
 // Shapes of the sampling programs.
