@@ -13,7 +13,7 @@ HOROVOD_VERSION := 0.28.1
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-OPS_SOURCES := $(wildcard tasn_gluon/ops/csrc/*)
+OPS_SOURCES := $(wildcard tasn_gluon/ops/csrc/*) tasn_gluon/ops/build.py
 # One stamp per MXNet choice, so that `make setup MXNET=mxnet-cu112` switches an existing venv.
 DEPS_STAMP := $(VENV)/.deps-$(subst =,_,$(MXNET_SPEC))
 

@@ -286,17 +286,3 @@ def test_official_graph_heads_match_reference(ours, official, attention):
                  "structure_mask='official', c_minus_one='batch')", errors)
     failures = _failures(errors)
     assert not failures, 'heads that differ from the official graph: ' + ', '.join(failures)
-
-
-def test_reference_with_project_arithmetic_matches_project(reference, images, attention, ours):
-    """TEMPORARY: pins the reference to the project's CURRENT arithmetic (the structure map sums
-    all maps; C[-1] = 0 for every image). It validates the reference while the project lacks
-    the official mask and the batch-contiguous C[-1], and FAILS as soon as either is fixed in
-    the project (the mask moves master / master_aux, C[-1] every backbone head of images 2 and
-    3): then delete this test (nothing else depends on it)."""
-    current = reference.heads(images, attention, structure_mask='none', c_minus_one='zero')
-    errors = _relative_errors(ours, current)
-    _print_table("official_tasn(legacy_sampler=True) vs the reference with the project's "
-                 "current arithmetic (structure_mask='none', c_minus_one='zero')", errors)
-    failures = _failures(errors)
-    assert not failures, 'heads that differ: ' + ', '.join(failures)
