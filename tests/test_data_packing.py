@@ -1,7 +1,9 @@
 """Packing lists into .lst/.rec/.idx/dataset.json: contents, bad images, atomicity, the CLI."""
+import hashlib
 import os
 import subprocess
 import sys
+import zlib
 
 import cv2
 import mxnet as mx
@@ -14,7 +16,7 @@ from tasn_gluon.data import testing as fake
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FINAL_NAMES = ['train.lst', 'val.lst', 'train.rec', 'train.idx', 'val.rec', 'val.idx',
-               'dataset.json']
+               'train.crc32', 'val.crc32', 'dataset.json']
 
 
 def _records(out, split):
@@ -50,6 +52,29 @@ def test_pack_each_layout(tmp_path, layout, maker, kw):
         assert [h.id for h, _ in recs] == list(range(6))
         for _, img in recs:                        # 40 x 56 sources, shorter side -> 32
             assert img.shape == (32, 45, 3)
+
+
+def test_checksums_of_every_file_and_record(tmp_path):
+    """dataset.json: size and SHA-256 of each file; <split>.crc32: zlib CRC32 of each record as
+    MXNet's reader returns it, in .idx order."""
+    root = fake.make_fake_folders(str(tmp_path / 'src'), num_classes=2, per_class=4)
+    out = str(tmp_path / 'out')
+    info = prepare_dataset('folders', root, out, resize=24, num_threads=2, val_fraction=0.5)
+    assert info['version'] == 2
+    files = info['checksums']['files']
+    assert sorted(files) == sorted(n for n in FINAL_NAMES if n != 'dataset.json')
+    for name, want in files.items():
+        data = open(os.path.join(out, name), 'rb').read()
+        assert want == {'bytes': len(data), 'sha256': hashlib.sha256(data).hexdigest()}
+    for split in ('train', 'val'):
+        r = mx.recordio.MXIndexedRecordIO(os.path.join(out, split + '.idx'),
+                                          os.path.join(out, split + '.rec'), 'r')
+        try:
+            want = [zlib.crc32(r.read_idx(k)) for k in sorted(r.keys)]
+        finally:
+            r.close()
+        assert np.fromfile(os.path.join(out, split + '.crc32'), '<u4').tolist() == want
+        assert info['checksums']['records'][split]['file'] == split + '.crc32'
 
 
 def test_pack_keeps_size_and_content(tmp_path):
