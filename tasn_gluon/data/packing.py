@@ -86,26 +86,60 @@ def pack_records(entries, root, rec_path, idx_path, resize=512, quality=95, num_
     return kept, bad, crcs
 
 
-def make_output_folder(out_dir):
-    """Creates ``out_dir`` (and its parents); DatasetError in one line when that is impossible:
-    a regular file in the way, no permission, a read-only or virtual file system."""
+def check_output_folder(out_dir):
+    """DatasetError in one line, before anything is written, when ``out_dir`` cannot be the
+    output folder: it is a file, a file is in the way of its path, or the folder it would be
+    made in is read-only. (Places where only trying tells, such as /proc, fail in
+    make_output_folder.)"""
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
         raise DatasetError('output folder %s is an existing file, not a folder' % out_dir)
-    parent = os.path.dirname(os.path.abspath(out_dir))
+    parent = os.path.abspath(out_dir)
     while not os.path.lexists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         raise DatasetError('cannot create output folder %s: %s is a file, not a folder'
                            % (out_dir, parent))
+    if os.statvfs(parent).f_flag & os.ST_RDONLY:
+        raise DatasetError('cannot write output folder %s: %s is on a read-only file system'
+                           % (out_dir, parent))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DatasetError('cannot write output folder %s: no permission to write in %s'
+                           % (out_dir, parent))
+
+
+def make_output_folder(out_dir):
+    """Creates ``out_dir`` and its missing parents; returns the folders it created (deepest
+    last), so that a failed run can remove them again. DatasetError in one line when that is
+    impossible."""
+    check_output_folder(out_dir)
+    created, path = [], os.path.abspath(out_dir)
+    while not os.path.lexists(path):
+        created.insert(0, path)
+        path = os.path.dirname(path)
     try:
         os.makedirs(out_dir, exist_ok=True)
-        # makedirs succeeds on an existing folder we may not write to: try a file.
-        probe = os.path.join(out_dir, '.write-test' + TMP_SUFFIX)
+    except OSError as exc:
+        _remove_folders(created)
+        raise DatasetError('cannot create output folder %s: %s' % (out_dir, exc.strerror or exc))
+    # An existing folder may still refuse files (root ignores permission bits, not read-only
+    # mounts or virtual file systems): try one.
+    probe = os.path.join(out_dir, '.write-test' + TMP_SUFFIX)
+    try:
         open(probe, 'wb').close()
         os.remove(probe)
     except OSError as exc:
-        raise DatasetError('cannot write in output folder %s: %s'
-                           % (out_dir, exc.strerror or exc))
+        _remove_folders(created)
+        raise DatasetError('cannot write in output folder %s: %s' % (out_dir, exc.strerror or exc))
+    return created
+
+
+def _remove_folders(folders):
+    """Removes the folders a failed run created, deepest first, if they are still empty."""
+    for d in reversed(folders):
+        try:
+            os.rmdir(d)
+        except OSError:
+            return
 
 
 def _remove(paths):
@@ -126,14 +160,16 @@ def _class_counts(entries, num_classes):
 def pack_dataset(splits, out_dir, resize=512, quality=95, num_threads=None, skip_bad=False,
                  progress=False, layout=None, extra_info=None):
     """Validates ``splits`` (a DatasetSplits) and writes the packed dataset folder ``out_dir``:
-    ``train.lst``, ``val.lst``, ``train.rec/.idx``, ``val.rec/.idx``, ``dataset.json`` and,
-    when images were skipped, ``bad_images.txt``. Returns the dataset.json contents."""
+    ``train.lst``, ``val.lst``, ``train.rec/.idx``, ``val.rec/.idx``, ``train.crc32``,
+    ``val.crc32``, ``dataset.json`` and, when images were skipped, ``bad_images.txt``. Returns
+    the dataset.json contents. A failed run leaves no file of its own behind (and removes the
+    folders it created)."""
     if not 1 <= int(quality) <= 100:
         raise DatasetError('JPEG quality must be in 1..100, got %r' % (quality,))
     if int(resize) < 0:
         raise DatasetError('resize must be >= 0 (0 keeps the original size), got %r' % (resize,))
     splits.validate(check_files=True)
-    make_output_folder(out_dir)
+    created = make_output_folder(out_dir)
     final, temp = [], []
     kept, bad, crcs = {}, {}, {}
     try:
@@ -160,6 +196,7 @@ def pack_dataset(splits, out_dir, resize=512, quality=95, num_threads=None, skip
         checksums = file_checksums(out_dir, [os.path.basename(t) for t in temp])
     except BaseException:
         _remove(temp)
+        _remove_folders(created)
         raise
     # Nothing of a previous dataset stays under the final names: old report first, info last.
     _remove([os.path.join(out_dir, 'bad_images.txt'), os.path.join(out_dir, 'dataset.json')])
