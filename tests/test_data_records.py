@@ -353,3 +353,18 @@ def test_good_set_reads_in_a_subprocess(packed):
     for split in ('train', 'val'):
         done = run_reader(split, packed)
         assert done.returncode == 0 and 'read to the end' in done.stdout, done.stderr
+
+
+def test_many_records_headers_read_by_several_threads(tmp_path):
+    rec, idx = str(tmp_path / 'x.rec'), str(tmp_path / 'x.idx')
+    writer = mx.recordio.MXIndexedRecordIO(idx, rec, 'w')
+    for k in range(5000):
+        writer.write_idx(k, b'%d' % k * (k % 7))
+    writer.close()
+    keys, offs = records.read_index(idx)
+    assert records.check_headers(rec, idx, keys, offs).lengths.tolist() == [
+        len(b'%d' % k * (k % 7)) for k in range(5000)]
+    overwrite(rec, int(offs[4321]), 4, seed=2)
+    with pytest.raises(DatasetError, match=r'record 4321 \(key 4321, .idx line 4322\) at offset '
+                                           r'%d starts with' % offs[4321]):
+        records.check_headers(rec, idx, keys, offs)

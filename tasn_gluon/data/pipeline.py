@@ -164,7 +164,8 @@ def _check_sizes(batch_size, input_size):
 def _base_options(data_dir, split, batch_size, input_size, num_parts, part_index, num_threads,
                   mean_rgb):
     return dict(path_imgrec=os.path.join(data_dir, split + '.rec'),
-                path_imgidx=os.path.join(data_dir, split + '.idx'), data_shape=(3, int(input_size), int(input_size)),
+                path_imgidx=os.path.join(data_dir, split + '.idx'),
+                data_shape=(3, int(input_size), int(input_size)),
                 batch_size=int(batch_size), resize=int(input_size), label_width=1,
                 num_parts=int(num_parts), part_index=int(part_index),
                 preprocess_threads=int(num_threads or default_num_threads()),
