@@ -1,7 +1,10 @@
 """Packing lists into .lst/.rec/.idx/dataset.json: contents, bad images, atomicity, the CLI."""
+import hashlib
 import os
+import re
 import subprocess
 import sys
+import zlib
 
 import cv2
 import mxnet as mx
@@ -14,7 +17,7 @@ from tasn_gluon.data import testing as fake
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FINAL_NAMES = ['train.lst', 'val.lst', 'train.rec', 'train.idx', 'val.rec', 'val.idx',
-               'dataset.json']
+               'train.crc32', 'val.crc32', 'dataset.json']
 
 
 def _records(out, split):
@@ -50,6 +53,29 @@ def test_pack_each_layout(tmp_path, layout, maker, kw):
         assert [h.id for h, _ in recs] == list(range(6))
         for _, img in recs:                        # 40 x 56 sources, shorter side -> 32
             assert img.shape == (32, 45, 3)
+
+
+def test_checksums_of_every_file_and_record(tmp_path):
+    """dataset.json: size and SHA-256 of each file; <split>.crc32: zlib CRC32 of each record as
+    MXNet's reader returns it, in .idx order."""
+    root = fake.make_fake_folders(str(tmp_path / 'src'), num_classes=2, per_class=4)
+    out = str(tmp_path / 'out')
+    info = prepare_dataset('folders', root, out, resize=24, num_threads=2, val_fraction=0.5)
+    assert info['version'] == 2
+    files = info['checksums']['files']
+    assert sorted(files) == sorted(n for n in FINAL_NAMES if n != 'dataset.json')
+    for name, want in files.items():
+        data = open(os.path.join(out, name), 'rb').read()
+        assert want == {'bytes': len(data), 'sha256': hashlib.sha256(data).hexdigest()}
+    for split in ('train', 'val'):
+        r = mx.recordio.MXIndexedRecordIO(os.path.join(out, split + '.idx'),
+                                          os.path.join(out, split + '.rec'), 'r')
+        try:
+            want = [zlib.crc32(r.read_idx(k)) for k in sorted(r.keys)]
+        finally:
+            r.close()
+        assert np.fromfile(os.path.join(out, split + '.crc32'), '<u4').tolist() == want
+        assert info['checksums']['records'][split]['file'] == split + '.crc32'
 
 
 def test_pack_keeps_size_and_content(tmp_path):
@@ -124,6 +150,7 @@ def test_read_dataset_info_errors(tmp_path):
         read_dataset_info(str(tmp_path))
 
 
+@pytest.mark.multiprocess
 def test_cli(tmp_path):
     root = fake.make_fake_folders(str(tmp_path / 'src'), num_classes=2, per_class=3)
     out = str(tmp_path / 'out')
@@ -151,3 +178,93 @@ def test_grey_and_png_sources_become_colour_jpeg(tmp_path):
     for _, img in _records(out, 'train'):
         assert img.shape == (10, 15, 3)
         assert abs(float(img.mean()) - 60) < 3 or abs(float(img.mean()) - 120) < 3
+
+
+# ---- tools/im2rec.py: path errors are one line, exit status 2, nothing written --------------
+
+def _im2rec(*args, cwd=None):
+    return subprocess.run([sys.executable, os.path.join(REPO, 'tools', 'im2rec.py')] +
+                          list(args), capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def _tree(path):
+    return sorted(os.path.relpath(os.path.join(d, n), path)
+                  for d, dirs, files in os.walk(path) for n in dirs + files)
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize('case,message', [
+    ('out under a file', r'cannot create output folder .*afile/sub: .*afile is a file, not a '
+                         'folder'),
+    ('out is a file', r'output folder .*afile is an existing file, not a folder'),
+    ('out under /proc', r'cannot create output folder /proc/tasn-gluon-test/out: No such file'),
+    ('out under /sys', r'cannot (create|write) output folder /sys/tasn-gluon-test'),
+    ('missing root', r'folders layout: .*nope is not a folder'),
+    ('bad image', r'bad image .*img_01.jpg: not a decodable image'),
+])
+def test_cli_errors_are_one_line(tmp_path, case, message):
+    root = fake.make_fake_folders(str(tmp_path / 'src'), num_classes=2, per_class=3)
+    (tmp_path / 'afile').write_text('a regular file')
+    out = {'out under a file': str(tmp_path / 'afile' / 'sub'),
+           'out is a file': str(tmp_path / 'afile'),
+           'out under /proc': '/proc/tasn-gluon-test/out',
+           'out under /sys': '/sys/tasn-gluon-test'}.get(case, str(tmp_path / 'new' / 'out'))
+    if case == 'missing root':
+        root = str(tmp_path / 'nope')
+    if case == 'bad image':
+        (tmp_path / 'src' / 'class_0' / 'img_01.jpg').write_text('not an image')
+    before = _tree(str(tmp_path))
+    done = _im2rec('--dataset', 'folders', '--root', root, '--out', out, '--resize', '16',
+                   '--num-thread', '1', '--no-progress', cwd=str(tmp_path))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and ' ERROR ' in lines[0], done.stderr
+    assert re.search(message, lines[0]), lines[0]
+    # Nothing written: not the output folder's parents, no temporary file, no probe.
+    assert _tree(str(tmp_path)) == before
+    assert not os.path.exists('/proc/tasn-gluon-test') and not os.path.exists(
+        '/sys/tasn-gluon-test')
+
+
+@pytest.mark.multiprocess
+@pytest.mark.skipif(os.geteuid() == 0, reason='root writes into read-only-mode folders')
+def test_cli_read_only_folder(tmp_path):
+    root = fake.make_fake_folders(str(tmp_path / 'src'), num_classes=2, per_class=3)
+    locked = tmp_path / 'locked'
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        done = _im2rec('--dataset', 'folders', '--root', root, '--out', str(locked / 'out'),
+                       '--no-progress')
+    finally:
+        locked.chmod(0o755)
+    assert done.returncode == 2 and 'no permission to write in' in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and os.listdir(str(locked)) == []
+
+
+def test_read_only_file_system_is_refused_before_reading(tmp_path, monkeypatch):
+    """A read-only mount (statvfs ST_RDONLY) fails before the splits are read."""
+    real = os.statvfs
+
+    class ReadOnly(object):
+        def __init__(self, path):
+            self.f_flag = real(path).f_flag | os.ST_RDONLY
+
+    monkeypatch.setattr(os, 'statvfs', ReadOnly)
+    with pytest.raises(DatasetError, match='cannot write output folder .*out: .* is on a '
+                                           'read-only file system'):
+        prepare_dataset('folders', str(tmp_path / 'not-read-yet'), str(tmp_path / 'out'))
+    assert os.listdir(str(tmp_path)) == []
+
+
+@pytest.mark.multiprocess
+def test_cli_help_shows_real_defaults():
+    from tasn_gluon.data.packing import default_num_threads
+    done = _im2rec('--help')
+    assert done.returncode == 0 and done.stderr == ''
+    text = ' '.join(done.stdout.split())
+    assert 'Packs a fine-grained dataset as distributed into the folder the trainer reads.' \
+        in text
+    for default in ('(default: 512)', '(default: 95)', '(default: 0.2)', '(default: 0)',
+                    '(default: all cores, %d here)' % default_num_threads()):
+        assert default in text, default

@@ -257,49 +257,7 @@ def test_full_recipe_runs_and_stays_in_range(probe):
     assert data.min() >= -1 and data.max() <= 256
 
 
-# ---- colour augmentation on the training device ----------------------------------------------
-
-def _batch(rgb_images):
-    """(B, H, W, 3) uint8-range RGB -> mean-subtracted (B, 3, H, W) NDArray."""
-    import mxnet as mx
-    x = np.asarray(rgb_images, np.float32).transpose(0, 3, 1, 2) - MEAN
-    return mx.nd.array(x)
-
-
-def test_batch_color_jitter_matches_the_recipe():
-    from tasn_gluon.data.color import BatchColorJitter
-    n = 64
-    gray = np.full((n, 8, 8, 3), 128.0)
-    two_tone = np.full((n, 8, 8, 3), 64.0)
-    two_tone[:, :, 4:] = 192
-    color = np.tile(np.array([200.0, 100.0, 10.0]), (n, 8, 8, 1))
-
-    def run(images, **amounts):
-        opts = dict(brightness=0, contrast=0, saturation=0, pca_noise=0)
-        opts.update(amounts)
-        return BatchColorJitter(seed=1, **opts)(_batch(images)).asnumpy() + MEAN
-
-    f = run(gray, brightness=0.4).mean(axis=(1, 2, 3)) / 128
-    assert 0.6 <= f.min() and f.max() <= 1.4 and f.max() - f.min() > 0.5
-    out = run(two_tone, contrast=0.4)[:, 0]
-    spread = (out[:, :, 4:].mean(axis=(1, 2)) - out[:, :, :4].mean(axis=(1, 2))) / 128
-    assert 0.6 - 1e-4 <= spread.min() and spread.max() <= 1.4 + 1e-4
-    np.testing.assert_allclose(out.mean(axis=(1, 2)), 128, atol=1e-3)   # grey mean is kept
-    out = run(color, saturation=0.4).mean(axis=(2, 3))
-    spread = (out[:, 0] - out[:, 2]) / 190
-    assert 0.6 - 1e-4 <= spread.min() and spread.max() <= 1.4 + 1e-4
-    np.testing.assert_allclose(run(gray, saturation=0.4), 128, atol=1e-3)
-    offsets = run(gray, pca_noise=0.1).mean(axis=(2, 3)) - 128
-    assert 2 < offsets.std() < 5 and np.abs(offsets).max() < 25
-    assert np.abs(offsets - offsets.mean(axis=1, keepdims=True)).max() < 2.5
-    # Seeded: the same seed gives the same factors, another seed others.
-    a = BatchColorJitter(seed=3)(_batch(color)).asnumpy()
-    b = BatchColorJitter(seed=3)(_batch(color)).asnumpy()
-    c = BatchColorJitter(seed=4)(_batch(color)).asnumpy()
-    assert np.array_equal(a, b) and not np.array_equal(a, c)
-    with pytest.raises(ValueError, match='brightness'):
-        BatchColorJitter(brightness=-1)
-
+# ---- colour augmentation on the training device (its arithmetic: test_data_color.py) --------
 
 def test_color_on_device_moves_the_colour_work(probe):
     geometric_off = dict(rand_crop=False, rand_mirror=False, max_rotate_angle=0, shuffle=False)

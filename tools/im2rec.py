@@ -6,8 +6,10 @@
     python tools/im2rec.py --dataset inat --root /data/inat2017 --out /data/inat_rec
     python tools/im2rec.py --dataset folders --root /data/mine/train --val-root /data/mine/val --out /data/mine_rec
 
-writes OUT/train.lst, val.lst, train.rec/.idx, val.rec/.idx and dataset.json (and
-bad_images.txt when --skip-bad skipped images). See docs/datasets.md.
+writes OUT/train.lst, val.lst, train.rec/.idx, train.crc32, val.rec/.idx, val.crc32 and
+dataset.json (and bad_images.txt when --skip-bad skipped images). See docs/datasets.md.
+Errors (a missing --root, an --out that cannot be written, bad images ...) are one line on
+stderr and exit status 2.
 """
 import argparse
 import logging
@@ -19,17 +21,22 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 
 def parse_args(argv=None):
     from tasn_gluon.data.layouts import LAYOUTS
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    from tasn_gluon.data.packing import default_num_threads
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                epilog='See docs/datasets.md.')
     p.add_argument('--dataset', '--layout', dest='dataset', required=True,
                    choices=sorted(LAYOUTS), help='layout of the dataset under --root')
     p.add_argument('--root', required=True, help='the dataset folder as distributed')
-    p.add_argument('--out', required=True, help='output folder (created)')
+    p.add_argument('--out', required=True,
+                   help='output folder (created with its parents; a dataset already there is '
+                        'replaced only when the new one is complete)')
     p.add_argument('--resize', type=int, default=512,
                    help='shorter side of the stored images in pixels, 0 keeps the size '
-                        '(default 512)')
-    p.add_argument('--quality', type=int, default=95, help='JPEG quality 1..100 (default 95)')
+                        '(default: %(default)s)')
+    p.add_argument('--quality', type=int, default=95,
+                   help='JPEG quality 1..100 (default: %(default)s)')
     p.add_argument('--num-thread', type=int, default=None,
-                   help='encoding threads (default: all cores)')
+                   help='encoding threads (default: all cores, %d here)' % default_num_threads())
     p.add_argument('--skip-bad', action='store_true',
                    help='skip unreadable or corrupt images and list them in OUT/bad_images.txt '
                         'instead of failing')
@@ -38,8 +45,10 @@ def parse_args(argv=None):
     g.add_argument('--val-root', default=None,
                    help='folder with the same class sub-folders to use as the val split')
     g.add_argument('--val-fraction', type=float, default=0.2,
-                   help='without --val-root: fraction of each class put in val (default 0.2)')
-    g.add_argument('--split-seed', type=int, default=0, help='seed of that split (default 0)')
+                   help='without --val-root: fraction of each class put in val '
+                        '(default: %(default)s)')
+    g.add_argument('--split-seed', type=int, default=0,
+                   help='seed of that split (default: %(default)s)')
     g = p.add_argument_group('inat layout')
     g.add_argument('--image-root', default=None,
                    help='folder the JSON file_name paths start from (default: --root)')
@@ -48,6 +57,8 @@ def parse_args(argv=None):
         p.error('--val-root only applies to --dataset folders')
     if args.dataset != 'inat' and args.image_root is not None:
         p.error('--image-root only applies to --dataset inat')
+    if args.num_thread is not None and args.num_thread < 1:
+        p.error('--num-thread must be >= 1, got %d' % args.num_thread)
     return args
 
 
@@ -68,6 +79,12 @@ def main(argv=None):
     except DatasetError as exc:
         logging.error('%s', exc)
         return 2
+    except OSError as exc:        # a disk that fills up, a file system that goes away
+        logging.error('cannot write %s: %s', exc.filename or args.out, exc.strerror or exc)
+        return 2
+    except KeyboardInterrupt:
+        logging.error('interrupted; nothing of this run is left in %s', args.out)
+        return 130
     logging.info('%s: %d classes, %d train and %d val images packed into %s', info['name'],
                  info['num_classes'], info['num_train'], info['num_val'], args.out)
     if info['bad_images_report']:

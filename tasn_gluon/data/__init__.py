@@ -8,6 +8,8 @@ Typical use::
     info = data.read_dataset_info('/data/cub_rec')
     train = data.get_train_iter('/data/cub_rec', batch_size=12, input_size=512)
     val = data.get_val_iter('/data/cub_rec', batch_size=12, input_size=512)
+
+The iterators check the record files first (``verify='full'``: structure and checksums).
 """
 from .errors import DatasetError
 from .splits import DatasetSplits, Entry, read_lst, write_lst
@@ -21,10 +23,11 @@ from .layouts import LAYOUTS, list_dataset, prepare_dataset
 from .pipeline import (MEAN_RGB, TRAIN_AUGMENT, RecordIter, count_shard, get_train_iter,
                        get_val_iter)
 from .color import BatchColorJitter
+from .records import VERIFY_LEVELS, check_split
 from . import synthetic
 
 __all__ = ['DatasetError', 'DatasetSplits', 'Entry', 'read_lst', 'write_lst', 'list_cub',
            'list_cars', 'list_inat', 'list_folders', 'read_dataset_info', 'write_dataset_info',
            'pack_dataset', 'pack_records', 'LAYOUTS', 'list_dataset', 'prepare_dataset',
            'MEAN_RGB', 'TRAIN_AUGMENT', 'RecordIter', 'count_shard', 'get_train_iter',
-           'get_val_iter', 'BatchColorJitter', 'synthetic']
+           'get_val_iter', 'BatchColorJitter', 'VERIFY_LEVELS', 'check_split', 'synthetic']

@@ -4,7 +4,7 @@ from .cub import list_cub
 from .errors import DatasetError
 from .folders import list_folders
 from .inat import list_inat
-from .packing import pack_dataset
+from .packing import check_output_folder, pack_dataset
 
 LAYOUTS = {
     'cub': list_cub,
@@ -28,6 +28,7 @@ def prepare_dataset(layout, root, out_dir, resize=512, quality=95, num_threads=N
                     skip_bad=False, progress=False, **options):
     """Reads the split files of ``root`` and packs the dataset folder ``out_dir``; returns the
     dataset.json contents. This is what ``tools/im2rec.py`` runs."""
+    check_output_folder(out_dir)          # before the (possibly long) reading of the splits
     splits = list_dataset(layout, root, **options)
     return pack_dataset(splits, out_dir, resize=resize, quality=quality,
                         num_threads=num_threads, skip_bad=skip_bad, progress=progress,

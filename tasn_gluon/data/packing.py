@@ -1,15 +1,19 @@
-"""Packing a DatasetSplits into the folder the trainer reads: train/val .lst, .rec, .idx and
-dataset.json. Images are decoded, checked, resized and re-encoded by N threads (OpenCV releases
-the GIL) and written in list order by one writer through MXNet's MXIndexedRecordIO. Everything
-is written under temporary names and renamed only when both splits succeeded."""
+"""Packing a DatasetSplits into the folder the trainer reads: train/val .lst, .rec, .idx,
+.crc32 and dataset.json. Images are decoded, checked, resized and re-encoded by N threads
+(OpenCV releases the GIL) and written in list order by one writer through MXNet's
+MXIndexedRecordIO. Everything is written under temporary names and renamed only when both
+splits succeeded. dataset.json holds the size and SHA-256 of every file and ``<split>.crc32``
+the CRC32 of every record, which the iterators verify (records.check_split)."""
 import collections
 import concurrent.futures
 import logging
 import os
+import zlib
 
 from .errors import DatasetError, first_few
 from .images import BadImage, load_for_record
 from .info import write_dataset_info
+from .records import CRC_SUFFIX, file_checksums, write_crcs
 from .splits import write_lst
 
 LOG = logging.getLogger(__name__)
@@ -41,8 +45,8 @@ def pack_records(entries, root, rec_path, idx_path, resize=512, quality=95, num_
     Record i holds header (flag 0, label, id i) and the JPEG bytes; i counts the written
     records, so ids are contiguous even when bad images are skipped.
 
-    Returns (kept entries in record order, list of (path, reason) of skipped images).
-    A bad image raises DatasetError unless ``skip_bad``.
+    Returns (kept entries in record order, list of (path, reason) of skipped images, CRC32
+    of each kept record's bytes). A bad image raises DatasetError unless ``skip_bad``.
     """
     import mxnet as mx  # late: packing list files alone should not need MXNet loaded
     num_threads = num_threads or default_num_threads()
@@ -53,7 +57,7 @@ def pack_records(entries, root, rec_path, idx_path, resize=512, quality=95, num_
         except BadImage as exc:
             return entry, None, str(exc)
 
-    kept, bad = [], []
+    kept, bad, crcs = [], [], []
     bar = None
     if progress:
         from tqdm import tqdm
@@ -71,13 +75,71 @@ def pack_records(entries, root, rec_path, idx_path, resize=512, quality=95, num_
                 bad.append((entry.path, reason))
                 continue
             header = mx.recordio.IRHeader(0, float(entry.label), len(kept), 0)
-            writer.write_idx(len(kept), mx.recordio.pack(header, data))
+            record = mx.recordio.pack(header, data)
+            writer.write_idx(len(kept), record)
+            crcs.append(zlib.crc32(record))
             kept.append(entry)
     finally:
         writer.close()
         if bar is not None:
             bar.close()
-    return kept, bad
+    return kept, bad, crcs
+
+
+def check_output_folder(out_dir):
+    """DatasetError in one line, before anything is written, when ``out_dir`` cannot be the
+    output folder: it is a file, a file is in the way of its path, or the folder it would be
+    made in is read-only. (Places where only trying tells, such as /proc, fail in
+    make_output_folder.)"""
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise DatasetError('output folder %s is an existing file, not a folder' % out_dir)
+    parent = os.path.abspath(out_dir)
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise DatasetError('cannot create output folder %s: %s is a file, not a folder'
+                           % (out_dir, parent))
+    if os.statvfs(parent).f_flag & os.ST_RDONLY:
+        raise DatasetError('cannot write output folder %s: %s is on a read-only file system'
+                           % (out_dir, parent))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DatasetError('cannot write output folder %s: no permission to write in %s'
+                           % (out_dir, parent))
+
+
+def make_output_folder(out_dir):
+    """Creates ``out_dir`` and its missing parents; returns the folders it created (deepest
+    last), so that a failed run can remove them again. DatasetError in one line when that is
+    impossible."""
+    check_output_folder(out_dir)
+    created, path = [], os.path.abspath(out_dir)
+    while not os.path.lexists(path):
+        created.insert(0, path)
+        path = os.path.dirname(path)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        _remove_folders(created)
+        raise DatasetError('cannot create output folder %s: %s' % (out_dir, exc.strerror or exc))
+    # An existing folder may still refuse files (root ignores permission bits, not read-only
+    # mounts or virtual file systems): try one.
+    probe = os.path.join(out_dir, '.write-test' + TMP_SUFFIX)
+    try:
+        open(probe, 'wb').close()
+        os.remove(probe)
+    except OSError as exc:
+        _remove_folders(created)
+        raise DatasetError('cannot write in output folder %s: %s' % (out_dir, exc.strerror or exc))
+    return created
+
+
+def _remove_folders(folders):
+    """Removes the folders a failed run created, deepest first, if they are still empty."""
+    for d in reversed(folders):
+        try:
+            os.rmdir(d)
+        except OSError:
+            return
 
 
 def _remove(paths):
@@ -98,16 +160,18 @@ def _class_counts(entries, num_classes):
 def pack_dataset(splits, out_dir, resize=512, quality=95, num_threads=None, skip_bad=False,
                  progress=False, layout=None, extra_info=None):
     """Validates ``splits`` (a DatasetSplits) and writes the packed dataset folder ``out_dir``:
-    ``train.lst``, ``val.lst``, ``train.rec/.idx``, ``val.rec/.idx``, ``dataset.json`` and,
-    when images were skipped, ``bad_images.txt``. Returns the dataset.json contents."""
+    ``train.lst``, ``val.lst``, ``train.rec/.idx``, ``val.rec/.idx``, ``train.crc32``,
+    ``val.crc32``, ``dataset.json`` and, when images were skipped, ``bad_images.txt``. Returns
+    the dataset.json contents. A failed run leaves no file of its own behind (and removes the
+    folders it created)."""
     if not 1 <= int(quality) <= 100:
         raise DatasetError('JPEG quality must be in 1..100, got %r' % (quality,))
     if int(resize) < 0:
         raise DatasetError('resize must be >= 0 (0 keeps the original size), got %r' % (resize,))
     splits.validate(check_files=True)
-    os.makedirs(out_dir, exist_ok=True)
+    created = make_output_folder(out_dir)
     final, temp = [], []
-    kept, bad = {}, {}
+    kept, bad, crcs = {}, {}, {}
     try:
         for which in ('train', 'val'):
             entries, root = splits.split(which)
@@ -115,7 +179,7 @@ def pack_dataset(splits, out_dir, resize=512, quality=95, num_threads=None, skip
             tmp_names = [n + TMP_SUFFIX for n in names]
             final += names
             temp += tmp_names
-            kept[which], bad[which] = pack_records(
+            kept[which], bad[which], crcs[which] = pack_records(
                 entries, root, tmp_names[0], tmp_names[1], resize=resize, quality=quality,
                 num_threads=num_threads, skip_bad=skip_bad, progress=progress,
                 desc='%s %s' % (splits.name, which))
@@ -123,11 +187,16 @@ def pack_dataset(splits, out_dir, resize=512, quality=95, num_threads=None, skip
                 raise DatasetError('%s: every image of the %s split was bad' % (splits.name, which))
         for which in ('train', 'val'):
             lst = os.path.join(out_dir, which + '.lst')
+            crc = os.path.join(out_dir, which + CRC_SUFFIX)
+            final += [lst, crc]
+            temp += [lst + TMP_SUFFIX, crc + TMP_SUFFIX]
             write_lst(lst + TMP_SUFFIX, kept[which])
-            final.append(lst)
-            temp.append(lst + TMP_SUFFIX)
+            write_crcs(crc + TMP_SUFFIX, crcs[which])
+        # Hashed under the temporary names, right after writing (still in the page cache).
+        checksums = file_checksums(out_dir, [os.path.basename(t) for t in temp])
     except BaseException:
         _remove(temp)
+        _remove_folders(created)
         raise
     # Nothing of a previous dataset stays under the final names: old report first, info last.
     _remove([os.path.join(out_dir, 'bad_images.txt'), os.path.join(out_dir, 'dataset.json')])
@@ -147,7 +216,7 @@ def pack_dataset(splits, out_dir, resize=512, quality=95, num_threads=None, skip
                     first_few([p for p, _ in bad['train'] + bad['val']]))
     info = {
         'format': 'tasn-gluon-dataset',
-        'version': 1,
+        'version': 2,
         'name': splits.name,
         'layout': layout,
         'num_classes': splits.num_classes,
@@ -161,6 +230,13 @@ def pack_dataset(splits, out_dir, resize=512, quality=95, num_threads=None, skip
         'skipped': {w: len(bad[w]) for w in bad},
         'bad_images_report': report,
         'source': {'train_root': splits.train_root, 'val_root': splits.val_root},
+        # Version 2: sizes and SHA-256 of the files, and per-record CRC32 in <split>.crc32.
+        'checksums': {
+            'files': {name[:-len(TMP_SUFFIX)]: value for name, value in checksums.items()},
+            'records': {w: {'file': w + CRC_SUFFIX, 'algorithm': 'crc32 (zlib) of each record '
+                            'as MXNet reads it, little-endian uint32 in .idx order'}
+                        for w in ('train', 'val')},
+        },
     }
     if extra_info:
         info.update(extra_info)

@@ -9,6 +9,10 @@ train: shorter side -> ``input_size``; rotation by an integer angle in [-30, 30]
   std 0.1 on ImageNet's eigenvalues; mean (123.68, 116.779, 103.939) subtracted, no std.
 val: shorter side -> ``input_size``, centre crop, mean subtraction.
 
+Before either is created, :func:`~tasn_gluon.data.records.check_split` checks the record files
+(``verify='full'``: structure and checksums; ``'headers'``; ``'none'``), so that a damaged
+file is a DatasetError naming it, not a crash inside MXNet.
+
 ``ImageRecordIter``'s ``pad`` is unreliable (see :class:`RecordIter`), so both iterators are
 wrapped in :class:`RecordIter`, which knows the shard's image count: the val iterator sets
 ``pad`` itself, and dropping the last ``batch.pad`` entries leaves every image of the shard
@@ -21,6 +25,7 @@ import mxnet as mx
 from .errors import DatasetError
 from .info import read_dataset_info
 from .packing import default_num_threads
+from .records import DEFAULT_VERIFY, check_split, check_verify_level, shard_range
 
 MEAN_RGB = (123.68, 116.779, 103.939)
 
@@ -45,11 +50,9 @@ EXTRA_OPTIONS = ('color_on_device', 'inter_method', 'prefetch_buffer', 'resize',
 
 
 def count_shard(num_images, num_parts, part_index):
-    """Images in shard ``part_index`` of ``num_parts``: ImageRecordIter (via dmlc's indexed
-    RecordIO splitter) gives each part ceil(n / parts) consecutive records, the last ones fewer."""
-    step = -(-num_images // num_parts)
-    begin = min(step * part_index, num_images)
-    return min(step * (part_index + 1), num_images) - begin
+    """Images in shard ``part_index`` of ``num_parts`` (see records.shard_range)."""
+    lo, hi = shard_range(num_images, num_parts, part_index)
+    return hi - lo
 
 
 def _check_shard(num_images, num_parts, part_index, split):
@@ -98,6 +101,8 @@ class RecordIter(mx.io.DataIter):
         # Set by get_train_iter(color_on_device=True): a BatchColorJitter the trainer applies
         # to each batch on its device; None when the iterator did all augmentation itself.
         self.device_augment = None
+        # What records.check_split verified of the files: 'full', 'headers' or 'none'.
+        self.verified = None
 
     @property
     def provide_data(self):
@@ -149,34 +154,18 @@ class RecordIter(mx.io.DataIter):
         return batch
 
 
-def _record_paths(data_dir, split):
-    rec = os.path.join(data_dir, split + '.rec')
-    idx = os.path.join(data_dir, split + '.idx')
-    for p in (rec, idx):
-        if not os.path.isfile(p):
-            raise DatasetError('%s not found: pack the dataset first (tools/im2rec.py)' % p)
-    return rec, idx
-
-
-def _check_record_count(data_dir, split, expected):
-    """The .idx has one line per record; it must agree with dataset.json, since the iterators
-    trust that count to find padding."""
-    idx = os.path.join(data_dir, split + '.idx')
-    with open(idx, 'rb') as f:
-        count = sum(1 for line in f if line.strip())
-    if count != expected:
-        raise DatasetError('%s lists %d records but dataset.json says num_%s = %d: the folder '
-                           'is inconsistent, pack it again' % (idx, count, split, expected))
-
-
-def _base_options(data_dir, split, batch_size, input_size, num_parts, part_index, num_threads,
-                  mean_rgb):
+def _check_sizes(batch_size, input_size):
     if int(batch_size) < 1:
         raise ValueError('batch_size must be >= 1, got %r' % (batch_size,))
     if int(input_size) < 8:
         raise ValueError('input_size must be >= 8 pixels, got %r' % (input_size,))
-    rec, idx = _record_paths(data_dir, split)
-    return dict(path_imgrec=rec, path_imgidx=idx, data_shape=(3, int(input_size), int(input_size)),
+
+
+def _base_options(data_dir, split, batch_size, input_size, num_parts, part_index, num_threads,
+                  mean_rgb):
+    return dict(path_imgrec=os.path.join(data_dir, split + '.rec'),
+                path_imgidx=os.path.join(data_dir, split + '.idx'),
+                data_shape=(3, int(input_size), int(input_size)),
                 batch_size=int(batch_size), resize=int(input_size), label_width=1,
                 num_parts=int(num_parts), part_index=int(part_index),
                 preprocess_threads=int(num_threads or default_num_threads()),
@@ -184,7 +173,7 @@ def _base_options(data_dir, split, batch_size, input_size, num_parts, part_index
 
 
 def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index=0, seed=0,
-                   num_threads=None, **aug_options):
+                   num_threads=None, verify=DEFAULT_VERIFY, **aug_options):
     """Training iterator over ``data_dir/train.rec`` with the paper's augmentation.
 
     Parameters
@@ -202,21 +191,27 @@ def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index
         the same seed gives the same batches when each epoch is read to its end.
     num_threads : int or None
         Decode/augment threads (default: all cores).
+    verify : 'full', 'headers' or 'none'
+        What :func:`~tasn_gluon.data.records.check_split` checks of train.rec/.idx before the
+        iterator is made (``'full'``: also the CRC32 of this shard's records).
+        ``iterator.verified`` says what was verified.
     **aug_options
         Overrides of TRAIN_AUGMENT (rand_crop, rand_mirror, max_rotate_angle, fill_value,
         brightness, contrast, saturation, pca_noise, shuffle) or one of EXTRA_OPTIONS
         (``resize``: shorter side before the crop, ``mean_rgb``, ``inter_method`` ...).
-        ``color_on_device=True`` leaves brightness, contrast, saturation and PCA lighting out
-        of the record pipeline and puts them in ``iterator.device_augment`` (a
-        :class:`~tasn_gluon.data.color.BatchColorJitter`), which the trainer must apply to
-        each batch after moving it to its GPU: a third less CPU work per image.
+        ``color_on_device`` (default False: every step in the record iterator): True leaves
+        brightness, contrast, saturation and PCA lighting out of the record pipeline and puts
+        them in ``iterator.device_augment`` (a :class:`~tasn_gluon.data.color.BatchColorJitter`
+        computing the same 8-bit arithmetic), which the trainer must apply to each batch after
+        moving it to its device: a third less CPU work per image.
     """
     unknown = sorted(set(aug_options) - set(TRAIN_AUGMENT) - set(EXTRA_OPTIONS))
     if unknown:
         raise TypeError('unknown augmentation option(s) %s; valid: %s' % (
             ', '.join(unknown), ', '.join(sorted(set(TRAIN_AUGMENT) | set(EXTRA_OPTIONS)))))
+    check_verify_level(verify)
+    _check_sizes(batch_size, input_size)
     info = read_dataset_info(data_dir)
-    _check_record_count(data_dir, 'train', info['num_train'])
     n = _check_shard(info['num_train'], num_parts, part_index, 'train')
     options = dict(TRAIN_AUGMENT)
     options.update(aug_options)
@@ -225,8 +220,11 @@ def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index
     shard_seed = int(seed) * int(num_parts) + int(part_index)
     device_augment = None
     if options.pop('color_on_device', False):
+        if options.get('dtype', 'float32') != 'float32':
+            raise ValueError('color_on_device needs the float32 output of the record iterator, '
+                             'not dtype=%r' % (options['dtype'],))
         from .color import BatchColorJitter
-        device_augment = BatchColorJitter(mean_rgb=mean_rgb, seed=shard_seed,
+        device_augment = BatchColorJitter(mean_rgb, seed=shard_seed,
                                           **{k: options[k] for k in COLOR_OPTIONS})
         options.update({k: 0 for k in COLOR_OPTIONS})
     kwargs = _base_options(data_dir, 'train', batch_size, input_size, num_parts, part_index,
@@ -236,20 +234,27 @@ def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index
     if kwargs['resize'] < input_size:
         raise ValueError('resize (%d) must be >= input_size (%d): the crop is taken from the '
                          'resized image' % (kwargs['resize'], input_size))
-    # seed: shuffling order; seed_aug: the per-thread augmentation generators.
+    verified = check_split(data_dir, 'train', info, verify, num_parts, part_index)
+    # seed: shuffling order. seed_aug: MXNet reseeds the augmentation generator of each record
+    # with its place in the batch + seed_aug, so the i-th images of all batches of an epoch get
+    # the same draws (rotation, crop, flip, colour); the trainer's per-epoch seed varies them
+    # from epoch to epoch, and color_on_device draws the colour steps per image.
     kwargs.update(seed=shard_seed, seed_aug=shard_seed)
     it = RecordIter(mx.io.ImageRecordIter(**kwargs), n, int(batch_size), 'discard')
     it.device_augment = device_augment
+    it.verified = verified
     return it
 
 
 def get_val_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index=0,
-                 num_threads=None, resize=None, mean_rgb=MEAN_RGB):
+                 num_threads=None, resize=None, mean_rgb=MEAN_RGB, verify=DEFAULT_VERIFY):
     """Evaluation iterator over ``data_dir/val.rec``: shorter side -> ``resize`` (default
     ``input_size``), centre crop ``input_size``, mean subtraction; in file order, every image of
-    the shard exactly once once the last batch's ``pad`` rows are dropped."""
+    the shard exactly once once the last batch's ``pad`` rows are dropped. ``verify`` as for
+    :func:`get_train_iter` (val.rec/.idx; ``'full'``: the CRC32 of this shard's records)."""
+    check_verify_level(verify)
+    _check_sizes(batch_size, input_size)
     info = read_dataset_info(data_dir)
-    _check_record_count(data_dir, 'val', info['num_val'])
     n = _check_shard(info['num_val'], num_parts, part_index, 'val')
     kwargs = _base_options(data_dir, 'val', batch_size, input_size, num_parts, part_index,
                            num_threads, mean_rgb)
@@ -258,4 +263,7 @@ def get_val_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index=0
             raise ValueError('resize (%d) must be >= input_size (%d)' % (resize, input_size))
         kwargs['resize'] = int(resize)
     kwargs.update(rand_crop=False, rand_mirror=False, shuffle=False, round_batch=False)
-    return RecordIter(mx.io.ImageRecordIter(**kwargs), n, int(batch_size), 'keep')
+    verified = check_split(data_dir, 'val', info, verify, num_parts, part_index)
+    it = RecordIter(mx.io.ImageRecordIter(**kwargs), n, int(batch_size), 'keep')
+    it.verified = verified
+    return it
