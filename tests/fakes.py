@@ -101,7 +101,7 @@ def _arrays(data_dir, split):
 
 
 def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index=0, seed=0,
-                   num_threads=None, **aug_options):
+                   num_threads=None, verify='full', **aug_options):
     x, y = _arrays(data_dir, 'train')
     x, y = x[part_index::num_parts], y[part_index::num_parts]
     rs = np.random.RandomState(seed)
@@ -113,7 +113,7 @@ def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index
 
 
 def get_val_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index=0,
-                 num_threads=None, resize=None, mean_rgb=None):
+                 num_threads=None, resize=None, mean_rgb=None, verify='full'):
     x, y = _arrays(data_dir, 'val')
     x, y = x[part_index::num_parts], y[part_index::num_parts]
     return mx.io.NDArrayIter(x, y, batch_size, shuffle=False, last_batch_handle='pad')

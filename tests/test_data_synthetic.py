@@ -11,8 +11,8 @@ import pytest
 
 from tasn_gluon.data import DatasetError, get_val_iter, read_dataset_info, read_lst
 from tasn_gluon.data.synthetic import (BADGE_COLOURS, MAX_CLASSES, TEXTURES, class_designs,
-                                       make_synthetic_dataset, render_image, texture_cell,
-                                       texture_mask)
+                                       class_names, make_synthetic_dataset, render_image,
+                                       texture_cell, texture_mask)
 
 SMALL = dict(num_classes=3, per_class_train=2, per_class_val=1, image_size=96, num_threads=2)
 
@@ -26,7 +26,7 @@ def test_packed_like_a_real_dataset(synth):
     info = read_dataset_info(synth)
     assert info['name'] == 'synthetic' and info['layout'] == 'synthetic'
     assert (info['num_classes'], info['num_train'], info['num_val']) == (3, 6, 3)
-    assert info['class_names'] == ['class_00', 'class_01', 'class_02']
+    assert info['class_names'] == ['red-checker', 'red-horizontal', 'red-vertical']
     assert info['packing']['resize'] == 96 and info['synthetic']['seed'] == 5
     assert [e.label for e in read_lst(os.path.join(synth, 'val.lst'))] == [0, 1, 2]
     it = get_val_iter(synth, batch_size=2, input_size=64, num_threads=1)
@@ -71,8 +71,11 @@ def test_boxes_describe_the_badge(synth):
 def test_classes_are_colour_and_texture():
     designs = class_designs(6)
     assert len(set(designs)) == 6 and MAX_CLASSES == len(TEXTURES) * len(BADGE_COLOURS)
-    assert [g for g, _ in designs] == [0] * 3 + [1] * 3           # 3 textures per colour
+    assert sorted(g for g, _ in designs) == [0] * 3 + [1] * 3     # 3 textures per colour
     assert {t for _, t in designs} == set(TEXTURES)
+    # named by what they are, in label order (the sorted class folders)
+    assert class_names(6) == ['blue-checker', 'blue-horizontal', 'blue-vertical',
+                              'red-checker', 'red-horizontal', 'red-vertical']
 
 
 def _all_masks(texture, side, cell, draws=200):

@@ -33,6 +33,9 @@ def parse_args(argv=None):
     a('--dataset', default=None, choices=sorted(RECIPES),
       help="dataset key for compare.py (default: the run's)")
     a('--num-data-threads', type=int, default=None, help='decoding threads (default: all cores)')
+    a('--verify-data', choices=['full', 'headers', 'none'], default='full',
+      help='check of the record files before use: full (default: structure and checksums), '
+           'headers (structure only) or none')
     cli.add_network_flags(p, 'network, for a .params file without a run configuration beside it')
     return p.parse_args(argv)
 
@@ -45,7 +48,8 @@ def main(argv=None):
         res = evaluation.evaluate_checkpoint(args.checkpoint, args.data_dir,
                                              get_contexts(args.gpus), batch_size=args.batch_size,
                                              overrides=overrides,
-                                             num_threads=args.num_data_threads)
+                                             num_threads=args.num_data_threads,
+                                             verify=args.verify_data)
         if args.label:
             res['label'] = args.label
         if args.out:

@@ -67,6 +67,8 @@ def parse_args(argv=None):
       action='store_const', const=True)
     a('--cpu-augment', 'all augmentation in the record iterator, also when training on GPUs',
       dest='augment_on_device', action='store_const', const=False)
+    a('--verify-data', 'check of the record files before use: full (structure and checksums), '
+      'headers (structure only) or none', choices=['full', 'headers', 'none'])
     a('--seed', 'random seed', type=int)
     a('--log-interval', 'batches between log lines', type=int)
     a('--eval-batch-size', 'validation batch (default --batch-size)', type=int)

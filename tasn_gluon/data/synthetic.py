@@ -32,14 +32,16 @@ from .folders import list_folders
 from .packing import default_num_threads, pack_dataset
 
 # 1: black-and-white codes; 2: colour x 4 textures (with diagonal stripes); 3: colour x 3
-# textures, 160 train and 40 val images per class.
-SYNTHETIC_VERSION = 3
+# textures, 160 train and 40 val images per class; 4: the classes named by what they are
+# (red-horizontal ...), record checksums.
+SYNTHETIC_VERSION = 4
 TEXTURES = ('horizontal', 'vertical', 'checker')
-# (light, dark) BGR pairs, one per colour group.
+# (light, dark) BGR pairs, one per colour group, and the groups' names.
 BADGE_COLOURS = (((70, 70, 235), (20, 20, 110)),      # red
                  ((235, 120, 60), (110, 40, 10)),     # blue
                  ((80, 220, 80), (15, 90, 15)),       # green
                  ((60, 220, 235), (10, 90, 110)))     # yellow
+COLOUR_NAMES = ('red', 'blue', 'green', 'yellow')
 MAX_CLASSES = len(TEXTURES) * len(BADGE_COLOURS)
 BADGE_FRACTION = 0.2         # badge side / object length
 BLACK = 30
@@ -49,13 +51,20 @@ BLACK = 30
 SCENE_CONTRAST = 0.3
 
 
+def design_name(design):
+    """'red-horizontal': what a class is, its folder's and its class name."""
+    return '%s-%s' % (COLOUR_NAMES[design[0]], design[1])
+
+
 def class_designs(num_classes):
-    """For each class, its (colour group, texture name): classes 0-2 share the first colour and
-    differ in texture, classes 3-5 the second colour, and so on."""
+    """For each class, its (colour group, texture name): the first ``num_classes`` pairs with
+    the colours in turn (three textures of the first colour, then of the second ...), in the
+    order of their names, which is the order of the labels (the class folders, sorted)."""
     if not 2 <= num_classes <= MAX_CLASSES:
         raise DatasetError('the synthetic set supports 2..%d classes, got %r'
                            % (MAX_CLASSES, num_classes))
-    return [(i // len(TEXTURES), TEXTURES[i % len(TEXTURES)]) for i in range(num_classes)]
+    designs = [(i // len(TEXTURES), TEXTURES[i % len(TEXTURES)]) for i in range(num_classes)]
+    return sorted(designs, key=design_name)
 
 
 def texture_cell(image_size):
@@ -179,7 +188,7 @@ def cached_version(out_dir):
 
 
 def class_names(num_classes):
-    return ['class_%02d' % i for i in range(num_classes)]
+    return [design_name(d) for d in class_designs(num_classes)]
 
 
 def make_synthetic_dataset(out_dir, num_classes=6, per_class_train=160, per_class_val=40,

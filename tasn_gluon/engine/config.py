@@ -14,6 +14,7 @@ import json
 import os
 from typing import List, Optional
 
+from ..data import VERIFY_LEVELS
 from ..model_zoo import backbone_names
 
 __all__ = ['RunConfig', 'RECIPES', 'DATASETS', 'DatasetFacts', 'STRUCTURAL_KEYS',
@@ -62,6 +63,9 @@ class RunConfig:
     # CPU work per image): None when every device is a GPU; False: all in the record iterator
     augment_on_device: Optional[bool] = None
     num_data_threads: Optional[int] = None
+    # what is checked of the record files before use: 'full' (structure and checksums, once
+    # per process), 'headers' (structure only) or 'none' (see docs/datasets.md)
+    verify_data: str = 'full'
     # devices
     gpus: str = ''
     kvstore: Optional[str] = None     # None: 'device' on several devices, else 'local'
@@ -127,6 +131,9 @@ class RunConfig:
             raise ValueError('--temperature must be positive, not %r' % self.temperature)
         if self.uniform_sampler and self.method != 'tasn':
             raise ValueError('--uniform-sampler applies to --method tasn only')
+        if self.verify_data not in VERIFY_LEVELS:
+            raise ValueError('--verify-data must be one of %s, not %r'
+                             % (', '.join(VERIFY_LEVELS), self.verify_data))
         if self.keep_checkpoints < 0:
             raise ValueError('--keep-checkpoints must be >= 0 (0 keeps all)')
         return self

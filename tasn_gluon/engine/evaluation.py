@@ -297,15 +297,17 @@ def check_classes(model, num_classes, class_names, where):
 
 
 def evaluate_checkpoint(checkpoint, data_dir, ctx, batch_size=None, out=None, overrides=None,
-                        num_threads=None):
-    """Evaluates a checkpoint on ``data_dir``'s val set; returns (and optionally writes) the
-    eval JSON dict."""
+                        num_threads=None, verify='full'):
+    """Evaluates a checkpoint on ``data_dir``'s val set (its record files checked first as
+    ``verify`` says: 'full', 'headers' or 'none'); returns (and optionally writes) the eval JSON
+    dict."""
     ds = read_dataset_info(data_dir)
     model = load_model(checkpoint, ctx, overrides)
     check_classes(model, ds['num_classes'], ds['class_names'], data_dir)
     bs = int(batch_size or model.cfg.eval_batch_size or model.cfg.batch_size)
     bs = max(len(ctx), bs - bs % len(ctx))
-    val_iter = builders.val_loader(model.cfg.replace(num_data_threads=num_threads), data_dir, bs)
+    val_iter = builders.val_loader(model.cfg.replace(num_data_threads=num_threads,
+                                                     verify_data=verify), data_dir, bs)
     if model.kind == 'exported':
         res = validate(model.net, val_iter, ctx, method='baseline')
         if model.method == 'tasn':  # the inference graph's output is TASN's master_aux
