@@ -101,7 +101,7 @@ def _arrays(data_dir, split):
 
 
 def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index=0, seed=0,
-                   num_threads=None, verify='full', **aug_options):
+                   num_threads=None, verify='full', last_batch='wrap', **aug_options):
     x, y = _arrays(data_dir, 'train')
     x, y = x[part_index::num_parts], y[part_index::num_parts]
     rs = np.random.RandomState(seed)
@@ -109,7 +109,8 @@ def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index
     x, y = x[order].copy(), y[order]
     flip = rs.rand(len(y)) < 0.5
     x[flip] = x[flip][:, :, :, ::-1]
-    return mx.io.NDArrayIter(x, y, batch_size, shuffle=False, last_batch_handle='discard')
+    return mx.io.NDArrayIter(x, y, batch_size, shuffle=False,
+                             last_batch_handle='roll_over' if last_batch == 'wrap' else 'discard')
 
 
 def get_val_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index=0,
@@ -119,11 +120,16 @@ def get_val_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index=0
     return mx.io.NDArrayIter(x, y, batch_size, shuffle=False, last_batch_handle='pad')
 
 
+def check_split(data_dir, split, info, verify='full', num_parts=1, part_index=0):
+    return 'none'  # in-memory data: no record files to check
+
+
 # module path -> the stand-ins that replace its names
 REPLACEMENTS = {
     'tasn_gluon.engine.builders': dict(get_tasn=get_tasn, get_baseline=get_baseline,
                                        get_train_iter=get_train_iter, get_val_iter=get_val_iter),
-    'tasn_gluon.engine.training': dict(read_dataset_info=read_dataset_info),
+    'tasn_gluon.engine.training': dict(read_dataset_info=read_dataset_info,
+                                       check_split=check_split),
     'tasn_gluon.engine.evaluation': dict(read_dataset_info=read_dataset_info),
 }
 

@@ -136,7 +136,7 @@ def test_count_shard_and_empty_shard(many):
 
 
 def test_train_iter_shapes_and_shards(many):
-    it = get_train_iter(many, batch_size=4, input_size=16, num_threads=1)
+    it = get_train_iter(many, batch_size=4, input_size=16, num_threads=1, last_batch='discard')
     b = next(iter(it))
     assert b.data[0].shape == (4, 3, 16, 16) and b.label[0].shape == (4,)
     it.reset()
@@ -153,6 +153,27 @@ def test_train_iter_shapes_and_shards(many):
                             num_threads=1, shuffle=False)
         labels += list(_epoch(it)[1])
     assert sorted(labels) == sorted(list(range(13)) * 2)
+
+
+def test_train_iter_wraps_the_last_batch_as_the_official_round_batch(many):
+    """26 images (2 per class), batch 4: 7 full batches; the 26 images once each, and the last
+    batch completed with the epoch's first two images (data and labels)."""
+    it = get_train_iter(many, batch_size=4, input_size=16, num_threads=1, **OFF)
+    assert it.num_batches == 7
+    for epoch in range(2):
+        batches = [(b.pad, b.data[0].asnumpy().copy(), b.label[0].asnumpy().copy()) for b in it]
+        it.reset()
+        assert len(batches) == 7 and all(pad == 0 for pad, _, _ in batches)
+        labels = np.concatenate([l for _, _, l in batches])
+        assert sorted(labels[:26].tolist()) == sorted(list(range(13)) * 2)
+        np.testing.assert_array_equal(batches[-1][1][2:], batches[0][1][:2])
+        np.testing.assert_array_equal(labels[26:], labels[:2])
+    # fewer images than a batch: the shard repeats until the batch is full
+    tiny = get_train_iter(many, batch_size=16, input_size=16, num_parts=2, part_index=1,
+                          num_threads=1, **OFF)
+    (b,) = list(tiny)
+    labels = b.label[0].asnumpy()
+    np.testing.assert_array_equal(labels[13:], labels[:3])
 
 
 def test_train_iter_is_seeded(many):

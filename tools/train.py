@@ -69,6 +69,8 @@ def parse_args(argv=None):
       dest='augment_on_device', action='store_const', const=False)
     a('--verify-data', 'check of the record files before use: full (structure and checksums), '
       'headers (structure only) or none', choices=['full', 'headers', 'none'])
+    a('--last-batch', 'a short last training batch: wrap (completed with the first images, as '
+      'the official iterator) or discard', choices=['wrap', 'discard'])
     a('--seed', 'random seed', type=int)
     a('--log-interval', 'batches between log lines', type=int)
     a('--eval-batch-size', 'validation batch (default --batch-size)', type=int)

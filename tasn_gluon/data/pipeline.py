@@ -42,6 +42,8 @@ TRAIN_AUGMENT = {
     'shuffle': True,
 }
 COLOR_OPTIONS = ('brightness', 'contrast', 'saturation', 'pca_noise')
+# What the training iterator does with a shard that batches do not divide (RecordIter).
+LAST_BATCH = ('keep', 'wrap', 'discard')
 # Other options a caller may set: ours (color_on_device, mean_rgb) and ImageRecordIter's (names
 # as MXNet spells them).
 EXTRA_OPTIONS = ('color_on_device', 'inter_method', 'prefetch_buffer', 'resize', 'dtype',
@@ -76,21 +78,28 @@ class RecordIter(mx.io.DataIter):
 
     * ``last_batch='keep'`` (val): every image of the shard once; the last batch's ``pad``
       counts its padding rows, which are zeroed (label 0).
+    * ``last_batch='wrap'`` (train, the official ``round_batch``): every image of the shard
+      once per epoch; the short last batch is completed with the first images of the epoch
+      (repeated in order), ``pad`` always 0.
     * ``last_batch='discard'`` (train): only full batches, ``pad`` always 0; with shuffling
-      the left-out images change every epoch. Epochs are reproducible for a seed when each is
-      read to its end before ``reset()`` (a reset in mid-epoch races MXNet's prefetching).
+      the left-out images change every epoch.
+
+    Training epochs are reproducible for a seed when each is read to its end before
+    ``reset()`` (a reset in mid-epoch races MXNet's prefetching).
 
     ``num_images`` is the shard's image count, ``num_batches`` the batches of every epoch.
     """
 
     def __init__(self, inner, num_images, batch_size, last_batch):
         super(RecordIter, self).__init__(batch_size)
-        if last_batch not in ('keep', 'discard'):
-            raise ValueError("last_batch must be 'keep' or 'discard', not %r" % (last_batch,))
+        if last_batch not in LAST_BATCH:
+            raise ValueError('last_batch must be one of %s, not %r' % (', '.join(LAST_BATCH),
+                                                                       last_batch))
         self._inner = inner
         self.num_images = num_images
         self.last_batch = last_batch
-        if last_batch == 'keep':
+        self._first = None  # wrap: the epoch's first images, which complete its last batch
+        if last_batch in ('keep', 'wrap'):
             self.num_batches = -(-num_images // batch_size)
         else:
             self.num_batches = num_images // batch_size
@@ -115,9 +124,10 @@ class RecordIter(mx.io.DataIter):
     def reset(self):
         self._inner.reset()
         self._batches = 0
+        self._first = None
 
     def _finish_inner_epoch(self):
-        if self.last_batch == 'discard':
+        if self.last_batch != 'keep':
             # Read the inner epoch to its end: a reset while MXNet still prefetches the dropped
             # batch would leave its augmentation generators in a timing-dependent state, and
             # the next epoch would not be reproducible.
@@ -147,10 +157,26 @@ class RecordIter(mx.io.DataIter):
                                                                    self.num_batches))
         self._batches += 1
         real = min(self.batch_size, self.num_images - (self._batches - 1) * self.batch_size)
+        if self.last_batch == 'wrap':
+            return self._wrapped(batch, real)
         batch.pad = self.batch_size - real
         if batch.pad:
             batch.data[0][real:] = 0
             batch.label[0][real:] = 0
+        return batch
+
+    def _wrapped(self, batch, real):
+        missing = self.batch_size * self.num_batches - self.num_images
+        if self._batches == 1 and missing:
+            keep = min(missing, real)
+            self._first = (batch.data[0][:keep].copy(), batch.label[0][:keep].copy())
+        if real < self.batch_size:
+            data, label = self._first
+            rows = mx.nd.array([i % data.shape[0] for i in range(self.batch_size - real)],
+                               ctx=data.context, dtype='int32')
+            batch.data[0][real:] = mx.nd.take(data, rows)
+            batch.label[0][real:] = mx.nd.take(label, rows)
+        batch.pad = 0
         return batch
 
 
@@ -173,7 +199,7 @@ def _base_options(data_dir, split, batch_size, input_size, num_parts, part_index
 
 
 def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index=0, seed=0,
-                   num_threads=None, verify=DEFAULT_VERIFY, **aug_options):
+                   num_threads=None, verify=DEFAULT_VERIFY, last_batch='wrap', **aug_options):
     """Training iterator over ``data_dir/train.rec`` with the paper's augmentation.
 
     Parameters
@@ -195,6 +221,9 @@ def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index
         What :func:`~tasn_gluon.data.records.check_split` checks of train.rec/.idx before the
         iterator is made (``'full'``: also the CRC32 of this shard's records).
         ``iterator.verified`` says what was verified.
+    last_batch : 'wrap' or 'discard'
+        A short last batch is completed with the epoch's first images (``'wrap'``, the
+        official iterator's ``round_batch``: every image is seen each epoch) or dropped.
     **aug_options
         Overrides of TRAIN_AUGMENT (rand_crop, rand_mirror, max_rotate_angle, fill_value,
         brightness, contrast, saturation, pca_noise, shuffle) or one of EXTRA_OPTIONS
@@ -240,7 +269,9 @@ def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index
     # the same draws (rotation, crop, flip, colour); the trainer's per-epoch seed varies them
     # from epoch to epoch, and color_on_device draws the colour steps per image.
     kwargs.update(seed=shard_seed, seed_aug=shard_seed)
-    it = RecordIter(mx.io.ImageRecordIter(**kwargs), n, int(batch_size), 'discard')
+    if last_batch not in ('wrap', 'discard'):
+        raise ValueError("last_batch must be 'wrap' or 'discard', not %r" % (last_batch,))
+    it = RecordIter(mx.io.ImageRecordIter(**kwargs), n, int(batch_size), last_batch)
     it.device_augment = device_augment
     it.verified = verified
     return it

@@ -84,7 +84,8 @@ def train_loader(cfg, data_dir, seed, num_parts=1, part_index=0, color_on_device
     """The training iterator of one epoch, shuffled and augmented with ``seed``."""
     return get_train_iter(data_dir, cfg.batch_size, cfg.input_size, num_parts=num_parts,
                           part_index=part_index, seed=seed, num_threads=cfg.num_data_threads,
-                          verify=cfg.verify_data, color_on_device=color_on_device, **cfg.aug)
+                          verify=cfg.verify_data, last_batch=cfg.last_batch,
+                          color_on_device=color_on_device, **cfg.aug)
 
 
 def val_loader(cfg, data_dir, batch_size=None, num_parts=1, part_index=0, input_size=None):

@@ -66,6 +66,9 @@ class RunConfig:
     # what is checked of the record files before use: 'full' (structure and checksums, once
     # per process), 'headers' (structure only) or 'none' (see docs/datasets.md)
     verify_data: str = 'full'
+    # a short last training batch: 'wrap' (completed with the epoch's first images, as the
+    # official iterator's round_batch: every image is seen each epoch) or 'discard'
+    last_batch: str = 'wrap'
     # devices
     gpus: str = ''
     kvstore: Optional[str] = None     # None: 'device' on several devices, else 'local'
@@ -134,6 +137,8 @@ class RunConfig:
         if self.verify_data not in VERIFY_LEVELS:
             raise ValueError('--verify-data must be one of %s, not %r'
                              % (', '.join(VERIFY_LEVELS), self.verify_data))
+        if self.last_batch not in ('wrap', 'discard'):
+            raise ValueError('--last-batch must be wrap or discard, not %r' % self.last_batch)
         if self.keep_checkpoints < 0:
             raise ValueError('--keep-checkpoints must be >= 0 (0 keeps all)')
         return self

@@ -26,7 +26,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..data import DatasetError, read_dataset_info
+from ..data import DatasetError, check_split, read_dataset_info
 from ..losses import HEADS
 from . import builders
 from .checkpoint import (CheckpointError, atomic_write_text, find_checkpoint, load_checkpoint,
@@ -220,6 +220,8 @@ def prepare(overrides, ctx=None):
     cfg = cfg.replace(data_dir=data_dir, num_classes=int(ds['num_classes']),
                       class_names=list(ds['class_names']))
     kv, rank, num_workers = make_kvstore(cfg.kvstore, len(ctx))
+    # this worker's training records, checked now (once per process), before anything is written
+    check_split(data_dir, 'train', ds, cfg.verify_data, num_workers, rank)
     seed_everything(epoch_seed(cfg.seed, -1, 0))
     net = builders.build_net(cfg, ctx)
     trainer = make_trainer(net, cfg, kv)
