@@ -75,11 +75,20 @@ def our_name(key):
     return name.replace('_moving_mean', '_running_mean').replace('_moving_var', '_running_var')
 
 
+# The same function computed by two routes (the inference block, the training block's
+# master_aux head; different batch compositions and products) rounds differently per operation;
+# in float64 (2^-53) the two agree to ~1e-12 of the logits even through ResNet-50's
+# amplification, so 1e-9 holds on any CPU (float32 could differ by ~1e-5 of the scale).
+ROUTES = 1e-9
+
+
+@pytest.mark.slow
 def test_official_predictor_equals_master_aux(official, tmp_path, tool):
     path, arrays = official
     pred = convert.load_official(path, 200)
     assert pred._sampler_attrs['legacy'] is True
-    x = images()
+    pred.cast('float64')
+    x = images().astype('float64')
     out = pred(x).asnumpy()
     assert out.shape == (2, 200) and np.all(np.isfinite(out))
     assert out.std() > 1e-3 and not np.allclose(out[0], out[1])
@@ -94,8 +103,9 @@ def test_official_predictor_equals_master_aux(official, tmp_path, tool):
         key = [k for k in arrays if our_name(k) == name]
         assert len(key) == 1, name
         p.set_data(mx.nd.array(arrays[key[0]]))
-    np.testing.assert_allclose(ref(x)[4].asnumpy(), out, rtol=1e-4,
-                               atol=1e-4 * np.abs(out).max())
+    ref.cast('float64')
+    np.testing.assert_allclose(ref(x)[4].asnumpy(), out, rtol=0,
+                               atol=ROUTES * np.abs(out).max())
     # spot checks of the mapping
     np.testing.assert_array_equal(pred.fc.weight.data().asnumpy(),
                                   arrays['arg:fullyconnected2_weight'])
@@ -114,8 +124,9 @@ def test_official_predictor_equals_master_aux(official, tmp_path, tool):
     assert record['config']['num_classes'] == 200 and record['config']['net'] == 'resnet50'
     model = load_model(run, [mx.cpu()])
     assert model.kind == 'tasn'
-    np.testing.assert_allclose(model.inference_net(x).asnumpy(), out, rtol=1e-4,
-                               atol=1e-4 * np.abs(out).max())
+    model.net.cast('float64')
+    np.testing.assert_allclose(model.inference_net(x).asnumpy(), out, rtol=0,
+                               atol=ROUTES * np.abs(out).max())
     again = tool('convert_official', path, '--out', run)
     assert again.returncode == 2 and 'already holds a checkpoint' in again.stderr  # never
 

@@ -63,8 +63,7 @@ def test_module_scores_like_gluon(tmp_path, legacy, no_fusion, tool):
     assert not any('fullyconnected0' in k or 'att_fc1' in k for k in saved)
 
     x = _images()
-    expected = net.predictor()(x).asnumpy()
-    assert np.allclose(expected, net(x)[4].asnumpy(), rtol=1e-4, atol=1e-5)  # = master_aux
+    expected = net.predictor()(x).asnumpy()  # = master_aux (tests/test_model_tasn.py)
     module = load_module(prefix, 0, data_shape=x.shape)
     got = score(module, x).asnumpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
@@ -81,8 +80,16 @@ def test_module_with_default_fusion_same_predictions(tmp_path):
     x = _images(4, seed=5)
     expected = net.predictor()(x).asnumpy()
     got = score(load_module(prefix, 0, data_shape=x.shape), x).asnumpy()
-    np.testing.assert_array_equal(got.argmax(axis=1), expected.argmax(axis=1))
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-3 * np.abs(expected).max())
+    # MKLDNN's fusion folds each BatchNorm into its convolution's weights and sums in another
+    # order: float32 roundings of ~1e-7 per layer, ~1e-4 of the logits' scale after the net
+    # (measured); 1e-3 bounds it. A prediction can only change where the top two logits are
+    # closer than twice that.
+    tol = 1e-3 * np.abs(expected).max()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=tol)
+    top2 = np.sort(expected, axis=1)[:, -2:]
+    decisive = top2[:, 1] - top2[:, 0] > 2 * tol
+    assert decisive.any()
+    np.testing.assert_array_equal(got.argmax(axis=1)[decisive], expected.argmax(axis=1)[decisive])
 
 
 def test_export_params_file_and_baseline(tmp_path, no_fusion):
