@@ -25,6 +25,13 @@ def pytest_configure(config):
         raise pytest.UsageError(str(e))
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test that runs a command line (the ``tool`` fixture) starts a process: multiprocess."""
+    for item in items:
+        if 'tool' in getattr(item, 'fixturenames', ()):
+            item.add_marker(pytest.mark.multiprocess)
+
+
 def run_tool(name, *args, env=None, timeout=600, cwd=None):
     """Runs ``python tools/NAME.py ARGS`` as a user would; returns the CompletedProcess (text
     output in ``stdout``/``stderr``, the exit status in ``returncode``)."""

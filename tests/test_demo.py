@@ -13,6 +13,7 @@ from tasn_gluon.reports.demo import _start_in_background, _wait_for, run_demo
 from conftest import NO_AUG
 
 
+@pytest.mark.multiprocess   # the baseline trains in a background process
 def test_demo_end_to_end(tiny_synthetic, tmp_path, capsys):
     out = str(tmp_path / 'demo')
     settings = dict(net='resnet18', input_size=64, att_size=32, sample_size=32, lr=0.01,
@@ -42,6 +43,7 @@ def test_demo_end_to_end(tiny_synthetic, tmp_path, capsys):
     assert '### synthetic (built-in)' in open(os.path.join(out, 'comparison.md')).read()
 
 
+@pytest.mark.multiprocess
 def test_a_failed_background_training_is_reported(tmp_path):
     log = str(tmp_path / 'run' / 'train.log')
     proc, seconds = _start_in_background(dict(dataset='synthetic', progress=False,

@@ -5,6 +5,7 @@ iterator factories are this module's own names (``get_tasn``, ``TASNLoss``, ``ge
 ...): the engine's tests replace them with small stand-ins of the same signature through
 ``monkeypatch``.
 """
+import fcntl
 import logging
 import os
 
@@ -65,18 +66,22 @@ def prepare_data_dir(cfg, may_generate=True):
         raise ValueError('--data-dir is required for --dataset %s (a folder with train.rec, '
                          'val.rec and dataset.json)' % cfg.dataset)
     d = default_synthetic_dir()
-    version = cached_version(d)
-    if version == SYNTHETIC_VERSION:
-        logger.info('using the cached synthetic set in %s', d)
-        return d
-    if not may_generate:
-        raise FileNotFoundError('the built-in synthetic set is not in %s; give --data-dir'
-                                % d)
-    # A cache written by an older design of the set would silently change the task.
-    logger.info('generating the built-in synthetic set into %s (%s)', d,
-                'first use' if version is None else 'the cached one is version %s, not %s'
-                % (version, SYNTHETIC_VERSION))
-    make_synthetic_dataset(d)
+    os.makedirs(os.path.dirname(d), exist_ok=True)
+    # one process generates, others wait (runs started side by side on a fresh machine)
+    with open(d + '.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        version = cached_version(d)
+        if version == SYNTHETIC_VERSION:
+            logger.info('using the cached synthetic set in %s', d)
+            return d
+        if not may_generate:
+            raise FileNotFoundError('the built-in synthetic set is not in %s; give --data-dir'
+                                    % d)
+        # A cache written by an older design of the set would silently change the task.
+        logger.info('generating the built-in synthetic set into %s (%s)', d,
+                    'first use' if version is None else 'the cached one is version %s, not %s'
+                    % (version, SYNTHETIC_VERSION))
+        make_synthetic_dataset(d)
     return d
 
 
