@@ -175,3 +175,20 @@ def test_bad_settings_are_clear_errors(tmp_path, fake_engine):
     with pytest.raises(ValueError, match='unknown run settings: bogus'):
         run(fake_config(tmp_path, bogus=1))
     assert not os.path.exists(str(tmp_path / 'run'))           # a failed start writes nothing
+
+
+def test_resume_needs_no_imagenet_files(tmp_path, fake_engine):
+    """The ImageNet weights a run started from are not read again when it resumes (its
+    checkpoint holds the weights): the run continues after the files are gone, e.g. on another
+    machine; a new run names a missing file before anything is written."""
+    weights = tmp_path / 'resnet-50-0000.params'
+    weights.write_bytes(b'x')
+    cfg = fake_config(tmp_path, epochs=1, pretrained=str(weights), att_pretrained=str(weights),
+                      from_scratch=False)
+    run(cfg)
+    weights.unlink()
+    run(dict(resume=cfg['out'], epochs=2, progress=False))
+    assert load_checkpoint(cfg['out'])['epoch'] == 2
+    with pytest.raises(FileNotFoundError, match='--pretrained .*resnet-50-0000.params'):
+        run(fake_config(tmp_path / 'new', epochs=1, pretrained=str(weights)))
+    assert not os.path.exists(str(tmp_path / 'new' / 'run'))

@@ -162,8 +162,8 @@ def _parse_steps(steps):
 
 
 # Settings that define the network and the data; a resumed run must not change them.
-STRUCTURAL_KEYS = ('net', 'method', 'num_classes', 'input_size', 'att_size', 'sample_size',
-                   'legacy_sampler', 'uniform_sampler', 'batch_size', 'seed')
+STRUCTURAL_KEYS = ('dataset', 'net', 'method', 'num_classes', 'input_size', 'att_size',
+                   'sample_size', 'legacy_sampler', 'uniform_sampler', 'batch_size', 'seed')
 
 # dataset -> the settings its recipe changes from RunConfig's defaults.
 RECIPES = {

@@ -107,7 +107,6 @@ def resolve_run_config(overrides):
         if k in given and given[k] != getattr(saved, k):
             raise ValueError('--resume %s: the run was trained with %s=%r; it cannot continue '
                              'with %r' % (run_dir, k, getattr(saved, k), given[k]))
-    given.pop('dataset', None)
     aug = dict(saved.aug, **given.pop('aug', {}))
     return saved.replace(aug=aug, **dict(given, out=run_dir, resume=run_dir)), record
 
@@ -209,7 +208,8 @@ def prepare(overrides, ctx=None):
                          'another --out' % (cfg.out, cfg.out))
     ctx = ctx or get_contexts(cfg.gpus, cfg.num_cpu_contexts)
     per_device_batch_size(cfg.batch_size, len(ctx))
-    _check_weights(cfg)
+    if record is None:  # a resumed run's weights come from its checkpoint
+        _check_weights(cfg)
     data_dir = os.path.abspath(builders.prepare_data_dir(cfg, may_generate=record is None))
     ds = read_dataset_info(data_dir)
     if record is not None and (ds['num_classes'] != cfg.num_classes or
@@ -223,7 +223,8 @@ def prepare(overrides, ctx=None):
     # this worker's training records, checked now (once per process), before anything is written
     check_split(data_dir, 'train', ds, cfg.verify_data, num_workers, rank)
     seed_everything(epoch_seed(cfg.seed, -1, 0))
-    net = builders.build_net(cfg, ctx)
+    net = builders.build_net(cfg if record is None else
+                             cfg.replace(pretrained=None, att_pretrained=None), ctx)
     trainer = make_trainer(net, cfg, kv)
     history, start = _restore(net, trainer, record, ctx) if record else ([], 0)
     val_iter = builders.val_loader(cfg, data_dir) if rank == 0 else None
