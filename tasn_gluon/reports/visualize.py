@@ -8,6 +8,7 @@ import mxnet as mx
 import numpy as np
 
 from ..data import MEAN_RGB, get_val_iter, read_dataset_info
+from ..data.preprocess import BadImage, load_val_image
 from ..engine import builders
 from ..engine.config import resolve_config
 from ..engine.evaluation import load_model
@@ -20,25 +21,16 @@ __all__ = ['load_image_files', 'images_from_rec', 'choose_detail_channels', 'dra
 logger = logging.getLogger(__name__)
 
 
-def load_image_files(paths, input_size, mean_rgb=MEAN_RGB):
-    """Image files -> (N, 3, S, S) float32, as the val pipeline: shorter side to ``input_size``,
-    centre crop, mean subtracted (RGB)."""
-    import cv2
+def load_image_files(paths, input_size):
+    """Image files -> ((N, 3, S, S) float32, labels -1), by the val pipeline's own preprocessing
+    (``data.preprocess.load_val_image``: shorter side to ``input_size``, centre crop, mean
+    subtracted, bit for bit as ``get_val_iter``). ValueError naming the first unusable file."""
     out = []
     for p in paths:
-        img = cv2.imread(p, cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError('cannot read the image %s (missing, or not an image)' % p)
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        h, w = img.shape[:2]
-        s = float(input_size) / min(h, w)
-        nh, nw = max(input_size, int(round(h * s))), max(input_size, int(round(w * s)))
-        img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else
-                         cv2.INTER_LINEAR)
-        y0, x0 = (nh - input_size) // 2, (nw - input_size) // 2
-        img = img[y0:y0 + input_size, x0:x0 + input_size].astype(np.float32)
-        img -= np.array(mean_rgb, np.float32)
-        out.append(img.transpose(2, 0, 1))
+        try:
+            out.append(load_val_image(p, input_size))
+        except BadImage as e:
+            raise ValueError('cannot read the image %s: %s' % (p, e))
     return np.stack(out), np.full(len(out), -1, np.int64)
 
 
