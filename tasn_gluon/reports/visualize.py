@@ -3,6 +3,7 @@ structure map and several detail maps (over the image), their row and column pro
 structure- and details-preserved samples."""
 import logging
 import os
+import re
 
 import mxnet as mx
 import numpy as np
@@ -16,7 +17,7 @@ from ..engine.metrics import save_figure
 from ..engine.training import seed_everything
 
 __all__ = ['load_image_files', 'images_from_rec', 'choose_detail_channels', 'draw_explanation',
-           'visualize', 'run_visualize']
+           'picture_name', 'draw_predictions', 'visualize', 'run_visualize']
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,42 @@ def draw_explanation(path, image, rows, title=None):
         fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path, dpi=72)
+
+
+def picture_name(index, source):
+    """``NNNN_STEM.png`` for the ``index``-th classified image: its file's name without the
+    extension, characters other than letters, digits and ``.-_`` as ``_`` (``array[3]`` ->
+    ``array_3``)."""
+    stem = os.path.splitext(os.path.basename(source))[0]
+    stem = re.sub(r'[^A-Za-z0-9._-]', '_', stem).strip('._') or 'image'
+    return '%04d_%s.png' % (index, stem)
+
+
+def draw_predictions(net, x, predictions, out_dir, first_index=0):
+    """Per image of the batch ``x`` (NDArray (n, 3, S, S), preprocessed) one PNG in ``out_dir``
+    (:func:`picture_name`): the input, the structure map over it, its row and column profiles
+    and the structure-preserved (zoomed) image of the TASN ``net`` (``net.explain``), titled
+    with ``predictions`` (their top classes); sets each prediction's ``picture``. Returns the
+    paths."""
+    if not hasattr(net, 'explain'):
+        raise ValueError('only a TASN has attention to draw, not %s' % type(net).__name__)
+    os.makedirs(out_dir, exist_ok=True)
+    base = net.explain(x)
+    smap, simg = base['structure_map'].asnumpy(), base['structure_image'].asnumpy()
+    sy, sx = (p.asnumpy() for p in base['structure_profiles'])
+    images = x.asnumpy()
+    paths = []
+    for i, pred in enumerate(predictions):
+        rows = [dict(name='structure map', map=smap[i], profile_y=sy[i], profile_x=sx[i],
+                     sample=simg[i])]
+        top = ', '.join('%s %.1f%%' % (n if n is not None else 'class %d' % c, 100 * p)
+                        for c, n, p in list(zip(pred.classes, pred.names,
+                                                pred.probabilities))[:3])
+        title = '%s: prediction %s' % (os.path.basename(pred.source), top)
+        path = os.path.join(out_dir, picture_name(first_index + i, pred.source))
+        pred.picture = draw_explanation(path, images[i], rows, title)
+        paths.append(path)
+    return paths
 
 
 def visualize(net, images, out_dir, labels=None, class_names=None, num_details=3, prefix='vis'):
