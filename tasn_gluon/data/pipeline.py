@@ -28,6 +28,10 @@ from .packing import default_num_threads
 from .records import DEFAULT_VERIFY, check_split, check_verify_level, shard_range
 
 MEAN_RGB = (123.68, 116.779, 103.939)
+# ImageRecordIter's ``inter_method`` for the shorter-side resize (and the train iterator's
+# rotation): 1 = bilinear, OpenCV's INTER_LINEAR (also MXNet's default). The val preprocessing of
+# single images (``preprocess.val_preprocess``) resizes with the same method.
+RESIZE_INTER_METHOD = 1
 
 # The official recipe's augmentation; every key may be overridden by get_train_iter(**options).
 TRAIN_AUGMENT = {
@@ -195,7 +199,8 @@ def _base_options(data_dir, split, batch_size, input_size, num_parts, part_index
                 batch_size=int(batch_size), resize=int(input_size), label_width=1,
                 num_parts=int(num_parts), part_index=int(part_index),
                 preprocess_threads=int(num_threads or default_num_threads()),
-                mean_r=mean_rgb[0], mean_g=mean_rgb[1], mean_b=mean_rgb[2], verbose=False)
+                mean_r=mean_rgb[0], mean_g=mean_rgb[1], mean_b=mean_rgb[2],
+                inter_method=RESIZE_INTER_METHOD, verbose=False)
 
 
 def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index=0, seed=0,
@@ -282,7 +287,9 @@ def get_val_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index=0
     """Evaluation iterator over ``data_dir/val.rec``: shorter side -> ``resize`` (default
     ``input_size``), centre crop ``input_size``, mean subtraction; in file order, every image of
     the shard exactly once once the last batch's ``pad`` rows are dropped. ``verify`` as for
-    :func:`get_train_iter` (val.rec/.idx; ``'full'``: the CRC32 of this shard's records)."""
+    :func:`get_train_iter` (val.rec/.idx; ``'full'``: the CRC32 of this shard's records).
+    :func:`~tasn_gluon.data.preprocess.val_preprocess` computes the same for one decoded image
+    (bit for bit: tests/test_data_preprocess.py)."""
     check_verify_level(verify)
     _check_sizes(batch_size, input_size)
     info = read_dataset_info(data_dir)

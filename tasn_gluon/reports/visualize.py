@@ -3,11 +3,13 @@ structure map and several detail maps (over the image), their row and column pro
 structure- and details-preserved samples."""
 import logging
 import os
+import re
 
 import mxnet as mx
 import numpy as np
 
 from ..data import MEAN_RGB, get_val_iter, read_dataset_info
+from ..data.preprocess import BadImage, load_val_image
 from ..engine import builders
 from ..engine.config import resolve_config
 from ..engine.evaluation import load_model
@@ -15,30 +17,21 @@ from ..engine.metrics import save_figure
 from ..engine.training import seed_everything
 
 __all__ = ['load_image_files', 'images_from_rec', 'choose_detail_channels', 'draw_explanation',
-           'visualize', 'run_visualize']
+           'picture_name', 'draw_predictions', 'visualize', 'run_visualize']
 
 logger = logging.getLogger(__name__)
 
 
-def load_image_files(paths, input_size, mean_rgb=MEAN_RGB):
-    """Image files -> (N, 3, S, S) float32, as the val pipeline: shorter side to ``input_size``,
-    centre crop, mean subtracted (RGB)."""
-    import cv2
+def load_image_files(paths, input_size):
+    """Image files -> ((N, 3, S, S) float32, labels -1), by the val pipeline's own preprocessing
+    (``data.preprocess.load_val_image``: shorter side to ``input_size``, centre crop, mean
+    subtracted, bit for bit as ``get_val_iter``). ValueError naming the first unusable file."""
     out = []
     for p in paths:
-        img = cv2.imread(p, cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError('cannot read the image %s (missing, or not an image)' % p)
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        h, w = img.shape[:2]
-        s = float(input_size) / min(h, w)
-        nh, nw = max(input_size, int(round(h * s))), max(input_size, int(round(w * s)))
-        img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else
-                         cv2.INTER_LINEAR)
-        y0, x0 = (nh - input_size) // 2, (nw - input_size) // 2
-        img = img[y0:y0 + input_size, x0:x0 + input_size].astype(np.float32)
-        img -= np.array(mean_rgb, np.float32)
-        out.append(img.transpose(2, 0, 1))
+        try:
+            out.append(load_val_image(p, input_size))
+        except BadImage as e:
+            raise ValueError('cannot read the image %s: %s' % (p, e))
     return np.stack(out), np.full(len(out), -1, np.int64)
 
 
@@ -131,6 +124,42 @@ def draw_explanation(path, image, rows, title=None):
         fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path, dpi=72)
+
+
+def picture_name(index, source):
+    """``NNNN_STEM.png`` for the ``index``-th classified image: its file's name without the
+    extension, characters other than letters, digits and ``.-_`` as ``_`` (``array[3]`` ->
+    ``array_3``)."""
+    stem = os.path.splitext(os.path.basename(source))[0]
+    stem = re.sub(r'[^A-Za-z0-9._-]', '_', stem).strip('._') or 'image'
+    return '%04d_%s.png' % (index, stem)
+
+
+def draw_predictions(net, x, predictions, out_dir, first_index=0):
+    """Per image of the batch ``x`` (NDArray (n, 3, S, S), preprocessed) one PNG in ``out_dir``
+    (:func:`picture_name`): the input, the structure map over it, its row and column profiles
+    and the structure-preserved (zoomed) image of the TASN ``net`` (``net.explain``), titled
+    with ``predictions`` (their top classes); sets each prediction's ``picture``. Returns the
+    paths."""
+    if not hasattr(net, 'explain'):
+        raise ValueError('only a TASN has attention to draw, not %s' % type(net).__name__)
+    os.makedirs(out_dir, exist_ok=True)
+    base = net.explain(x)
+    smap, simg = base['structure_map'].asnumpy(), base['structure_image'].asnumpy()
+    sy, sx = (p.asnumpy() for p in base['structure_profiles'])
+    images = x.asnumpy()
+    paths = []
+    for i, pred in enumerate(predictions):
+        rows = [dict(name='structure map', map=smap[i], profile_y=sy[i], profile_x=sx[i],
+                     sample=simg[i])]
+        top = ', '.join('%s %.1f%%' % (n if n is not None else 'class %d' % c, 100 * p)
+                        for c, n, p in list(zip(pred.classes, pred.names,
+                                                pred.probabilities))[:3])
+        title = '%s: prediction %s' % (os.path.basename(pred.source), top)
+        path = os.path.join(out_dir, picture_name(first_index + i, pred.source))
+        pred.picture = draw_explanation(path, images[i], rows, title)
+        paths.append(path)
+    return paths
 
 
 def visualize(net, images, out_dir, labels=None, class_names=None, num_details=3, prefix='vis'):

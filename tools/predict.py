@@ -1,0 +1,110 @@
+#!/usr/bin/env python
+"""Classify image files with a checkpoint: the top-k classes, their names and probabilities.
+
+Examples:
+    python tools/predict.py --checkpoint runs/cub bird.jpg photos/ 'more/**/*.png'
+    python tools/predict.py --checkpoint export/cub-symbol.json photos/ --out results.csv
+    python tools/predict.py --checkpoint runs/official --class-names data/cub photos/ --top-k 3
+    python tools/predict.py --checkpoint runs/cub photos/ --pictures pictures/ --gpus 0
+
+IMAGES are files, folders (their image files, recursively) or glob patterns. A model is a run
+directory (a converted official checkpoint is one), an epoch-NNNN.params file or an exported
+NAME-symbol.json. Images get the validation preprocessing (shorter side to the input size,
+centre crop, mean subtraction: bit for bit what eval sees); the probabilities are the softmax
+of the reported logits (TASN: master_aux). --pictures draws, per image, the input, the structure
+map and the structure-preserved (zoomed) image (TASN checkpoints only). A file that cannot be
+used is listed on stderr with its reason and skipped; the others are still classified. With
+the legacy (official) sampler, as in converted official checkpoints, an image's prediction
+depends slightly on the image before it in its batch, as in eval (--batch-size 1: independent).
+
+Exit status: 0 every image classified; 1 some input skipped (unreadable, not an image, no match;
+the rest classified and written); 2 bad arguments (a missing checkpoint, a bad flag ...).
+"""
+import os
+import sys
+
+from tasn_gluon import cli
+from tasn_gluon.engine import get_contexts
+from tasn_gluon.engine.prediction import (DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, Predictor,
+                                          read_class_names)
+from tasn_gluon.reports.predictions import format_table, output_format, write_results
+from tasn_gluon.reports.visualize import draw_predictions
+
+EXIT_SKIPPED = 1
+
+
+def parse_args(argv=None):
+    p = cli.parser(__doc__)
+    a = p.add_argument
+    a('images', nargs='+', metavar='IMAGES', help='image files, folders or glob patterns')
+    a('--checkpoint', required=True, help='run directory, epoch-NNNN.params or exported '
+                                          'NAME-symbol.json')
+    a('--top-k', type=int, default=DEFAULT_TOP_K,
+      help='classes listed per image (default %d)' % DEFAULT_TOP_K)
+    a('--batch-size', type=int, default=DEFAULT_BATCH_SIZE,
+      help='images per forward pass (default %d)' % DEFAULT_BATCH_SIZE)
+    a('--out', default=None, help='also write the results to this .json or .csv file')
+    a('--pictures', default=None, metavar='DIR',
+      help='draw one PNG per image into DIR (TASN checkpoints only)')
+    a('--class-names', default=None, metavar='PATH',
+      help="class names for a model that records none (a converted official checkpoint): a "
+           "packed dataset folder or a text file, one name per line (default: the model's)")
+    a('--gpus', default='', help='GPU ids: "0", "0-3", "0,2"; empty (default) for CPU')
+    cli.add_network_flags(p, 'network, for a .params file without a run configuration beside it')
+    args = p.parse_args(argv)
+    if args.top_k < 1 or args.batch_size < 1:
+        p.error('--top-k and --batch-size must be >= 1')
+    return args
+
+
+def _check_pictures(predictor, folder):
+    if predictor.kind != 'tasn':
+        what = 'an exported graph, which keeps only the logits' if predictor.kind == \
+            'exported' else 'a baseline model, which has no attention'
+        raise ValueError('--pictures: %s is %s: there is no attention to draw (only a TASN '
+                         'checkpoint has)' % (predictor.model.source['checkpoint'], what))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError('--pictures %s is a file, not a folder' % folder)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    status = [0]
+    with cli.reporting_errors(status):
+        if args.out:
+            output_format(args.out)              # a bad extension fails before any work
+        ctx = get_contexts(args.gpus)
+        # AMP goes here: enable_amp(ctx) must run before the network is built.
+        names = read_class_names(args.class_names) if args.class_names else None
+        predictor = Predictor.from_checkpoint(args.checkpoint, ctx,
+                                              cli.network_overrides(args), names)
+        on_batch = None
+        if args.pictures:
+            _check_pictures(predictor, args.pictures)
+            drawn = []
+
+            def on_batch(x, batch):
+                drawn.extend(draw_predictions(predictor.model.net, x, batch, args.pictures,
+                                              first_index=len(drawn)))
+        results = predictor.predict(args.images, top_k=args.top_k, batch_size=args.batch_size,
+                                    on_batch=on_batch)
+        print(format_table(results))
+        for s in results.skipped:
+            print('skipped %s: %s' % (s.source, s.reason), file=sys.stderr)
+        if args.out:
+            info = dict(predictor.model.source, kind=predictor.kind,
+                        method=predictor.model.method, input_size=predictor.input_size,
+                        num_classes=predictor.num_classes)
+            print('wrote %s' % write_results(args.out, results, info, args.top_k),
+                  file=sys.stderr)
+        if args.pictures:
+            print('drew %d picture(s) in %s' % (len(drawn), args.pictures), file=sys.stderr)
+        if results.skipped:
+            print('%d input(s) skipped, %d image(s) classified'
+                  % (len(results.skipped), len(results.predictions)), file=sys.stderr)
+            status[0] = EXIT_SKIPPED
+    return status[0]
+
+
+if __name__ == '__main__':
+    sys.exit(main())
