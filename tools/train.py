@@ -5,6 +5,7 @@ Examples:
     python tools/train.py --dataset cub --data-dir /data/cub_rec --gpus 0-7 --out runs/cub_r50 \
         --pretrained resnet-50-0000.params --att-pretrained resnet-18-0000.params
     python tools/train.py --dataset cub --data-dir /data/cub_rec --net vgg19 ... --out runs/vgg
+    python tools/train.py ... --net resnet50_v1d --pretrained zoo     # GluonCV's file, ~/.mxnet
     python tools/train.py --resume runs/cub_r50            # continue, into runs/cub_r50
     python tools/train.py --dataset synthetic --out runs/syn  # CPU, the built-in set
 
@@ -40,8 +41,10 @@ def parse_args(argv=None):
     a('--out', 'run directory: checkpoints, train.log, metrics.csv, curves.png')
     a('--resume', 'continue the run in RUN_DIR from its last complete checkpoint, into RUN_DIR',
       metavar='RUN_DIR')
-    a('--pretrained', 'backbone ImageNet weights: MXNet resnet-50-0000.params or Gluon .params')
+    a('--pretrained', 'backbone ImageNet weights: MXNet resnet-50-0000.params, a Gluon or '
+      'GluonCV .params, or zoo: the --net\'s GluonCV file in --model-root (never downloaded)')
     a('--att-pretrained', 'attention-net ImageNet weights (ResNet-18), same formats')
+    a('--model-root', 'model-zoo folder for zoo (default $MXNET_HOME/models or ~/.mxnet/models)')
     a('--from-scratch', 'train a real dataset from random initialisation (no ImageNet start)',
       action='store_const', const=True)
     a('--gpus', 'GPU ids: "0-7", "0,2,5"; empty for CPU')

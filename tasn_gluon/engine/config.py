@@ -42,8 +42,9 @@ class RunConfig:
     sample_size: int = 224
     legacy_sampler: bool = False      # the official arithmetic: sampler grid, structure mask
     uniform_sampler: bool = False     # ablation: uniform profiles (the sampler's contribution)
-    pretrained: Optional[str] = None      # backbone ImageNet weights (local file)
-    att_pretrained: Optional[str] = None  # attention-net (ResNet-18) ImageNet weights
+    pretrained: Optional[str] = None      # backbone ImageNet weights: a local file, or 'zoo'
+    att_pretrained: Optional[str] = None  # attention-net (ResNet-18) ImageNet weights, the same
+    model_root: Optional[str] = None      # the model-zoo folder of 'zoo' (None: GluonCV's)
     from_scratch: bool = False        # allow a real dataset without ImageNet weights
     # the objective
     temperature: float = 10.0

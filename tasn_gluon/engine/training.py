@@ -28,6 +28,7 @@ from mxnet import autograd, gluon
 
 from ..data import DatasetError, read_dataset_info
 from ..losses import HEADS
+from ..model_zoo import ATTENTION_NET, find_pretrained
 from . import builders
 from .checkpoint import (CheckpointError, atomic_write_text, find_checkpoint, load_checkpoint,
                          remove_stale_temporaries, restore_rng, rng_record, save_checkpoint)
@@ -162,6 +163,19 @@ def make_trainer(net, cfg, kv):
                          update_on_kvstore=update_on_kvstore)
 
 
+def _find_weights(cfg):
+    """``cfg`` with ``--pretrained zoo`` / ``--att-pretrained zoo`` replaced by the files found in
+    the model-zoo folder (``model_zoo.find_pretrained``), so that config.json names them."""
+    found = {}
+    for key, net in (('pretrained', cfg.net), ('att_pretrained', ATTENTION_NET)):
+        try:
+            found[key] = find_pretrained(getattr(cfg, key), net, cfg.model_root)
+        except FileNotFoundError as e:
+            raise FileNotFoundError('--%s %s: %s' % (key.replace('_', '-'), getattr(cfg, key),
+                                                     e)) from e
+    return cfg.replace(**found)
+
+
 def _check_weights(cfg):
     """The official recipe starts from ImageNet weights: refuse a real dataset without them
     (unless ``from_scratch``), and name a missing weights file before anything is built."""
@@ -175,8 +189,8 @@ def _check_weights(cfg):
         raise ValueError(
             '--dataset %s trains from ImageNet weights in the official recipe, but %s %s not '
             'given: --pretrained takes the backbone\'s ImageNet .params (e.g. MXNet\'s '
-            'resnet-50-0000.params or Gluon\'s resnet50_v2-*.params)%s; or give --from-scratch '
-            'to train from random initialisation' % (
+            'resnet-50-0000.params or Gluon\'s resnet50_v2-*.params, or zoo: the file in '
+            '~/.mxnet/models)%s; or give --from-scratch to train from random initialisation' % (
                 cfg.dataset, ' and '.join(missing), 'is' if len(missing) == 1 else 'are',
                 ', --att-pretrained the attention net\'s ResNet-18 (resnet-18-0000.params or '
                 'resnet18_v2-*.params)' if cfg.method == 'tasn' else ''))
@@ -209,6 +223,7 @@ def prepare(overrides, ctx=None):
                          'another --out' % (cfg.out, cfg.out))
     ctx = ctx or get_contexts(cfg.gpus, cfg.num_cpu_contexts)
     per_device_batch_size(cfg.batch_size, len(ctx))
+    cfg = _find_weights(cfg)
     _check_weights(cfg)
     data_dir = os.path.abspath(builders.prepare_data_dir(cfg, may_generate=record is None))
     ds = read_dataset_info(data_dir)
