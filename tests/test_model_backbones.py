@@ -9,7 +9,7 @@ from mxnet import autograd
 from mxnet.gluon.model_zoo import vision
 
 from tasn_gluon import model_zoo as mz
-from tasn_gluon.model_zoo.pretrained import MEAN_RGB, GLUON_MEAN, GLUON_STD
+from tasn_gluon.model_zoo.normalization import MEAN_RGB, GLUON_MEAN, GLUON_STD
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

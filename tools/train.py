@@ -5,6 +5,8 @@ Examples:
     python tools/train.py --dataset cub --data-dir /data/cub_rec --gpus 0-7 --out runs/cub_r50 \
         --pretrained resnet-50-0000.params --att-pretrained resnet-18-0000.params
     python tools/train.py --dataset cub --data-dir /data/cub_rec --net vgg19 ... --out runs/vgg
+    python tools/train.py ... --net resnet50_v1d --pretrained zoo     # GluonCV's file, ~/.mxnet
+    python tools/train.py ... --lr-mode cosine --warmup-epochs 5      # GluonCV's schedulers
     python tools/train.py --resume runs/cub_r50            # continue, into runs/cub_r50
     python tools/train.py --dataset synthetic --out runs/syn  # CPU, the built-in set
 
@@ -16,7 +18,7 @@ import sys
 
 from tasn_gluon import cli
 from tasn_gluon.engine import training
-from tasn_gluon.engine.config import RECIPES
+from tasn_gluon.engine.config import LR_MODES, RECIPES
 from tasn_gluon.engine.logs import run_log
 from tasn_gluon.model_zoo import backbone_names
 
@@ -40,8 +42,10 @@ def parse_args(argv=None):
     a('--out', 'run directory: checkpoints, train.log, metrics.csv, curves.png')
     a('--resume', 'continue the run in RUN_DIR from its last complete checkpoint, into RUN_DIR',
       metavar='RUN_DIR')
-    a('--pretrained', 'backbone ImageNet weights: MXNet resnet-50-0000.params or Gluon .params')
+    a('--pretrained', 'backbone ImageNet weights: MXNet resnet-50-0000.params, a Gluon or '
+      'GluonCV .params, or zoo: the --net\'s GluonCV file in --model-root (never downloaded)')
     a('--att-pretrained', 'attention-net ImageNet weights (ResNet-18), same formats')
+    a('--model-root', 'model-zoo folder for zoo (default $MXNET_HOME/models or ~/.mxnet/models)')
     a('--from-scratch', 'train a real dataset from random initialisation (no ImageNet start)',
       action='store_const', const=True)
     a('--gpus', 'GPU ids: "0-7", "0,2,5"; empty for CPU')
@@ -51,6 +55,8 @@ def parse_args(argv=None):
     a('--lr', 'learning rate', type=float)
     a('--lr-steps', 'epochs at which lr is multiplied by --lr-factor, "100,200"')
     a('--lr-factor', 'lr decay factor at each step', type=float)
+    a('--lr-mode', 'step (--lr-steps) or cosine (per iteration, to 0)', choices=LR_MODES)
+    a('--warmup-epochs', 'linear warm-up from 0 to --lr over these epochs', type=int)
     a('--epochs', 'number of epochs', type=int)
     a('--momentum', 'SGD momentum', type=float)
     a('--wd', 'weight decay', type=float)

@@ -18,8 +18,10 @@ from ..data import VERIFY_LEVELS
 from ..model_zoo import backbone_names
 
 __all__ = ['RunConfig', 'RECIPES', 'DATASETS', 'DatasetFacts', 'STRUCTURAL_KEYS',
-           'recipe_config', 'resolve_config', 'lr_at_epoch', 'format_config',
-           'default_synthetic_dir']
+           'recipe_config', 'resolve_config', 'LR_MODES', 'lr_at_epoch', 'lr_schedule',
+           'format_config', 'default_synthetic_dir']
+
+LR_MODES = ('step', 'cosine')
 
 # The official recipe's augmentation (spec section 7).
 OFFICIAL_AUG = dict(rand_mirror=True, brightness=0.4, contrast=0.4, saturation=0.4,
@@ -42,8 +44,9 @@ class RunConfig:
     sample_size: int = 224
     legacy_sampler: bool = False      # the official arithmetic: sampler grid, structure mask
     uniform_sampler: bool = False     # ablation: uniform profiles (the sampler's contribution)
-    pretrained: Optional[str] = None      # backbone ImageNet weights (local file)
-    att_pretrained: Optional[str] = None  # attention-net (ResNet-18) ImageNet weights
+    pretrained: Optional[str] = None      # backbone ImageNet weights: a local file, or 'zoo'
+    att_pretrained: Optional[str] = None  # attention-net (ResNet-18) ImageNet weights, the same
+    model_root: Optional[str] = None      # the model-zoo folder of 'zoo' (None: GluonCV's)
     from_scratch: bool = False        # allow a real dataset without ImageNet weights
     # the objective
     temperature: float = 10.0
@@ -54,6 +57,8 @@ class RunConfig:
     lr: float = 0.1
     lr_steps: List[int] = dataclasses.field(default_factory=lambda: [100, 200])
     lr_factor: float = 0.1
+    lr_mode: str = 'step'             # step (lr_steps, lr_factor) | cosine (to 0 at the end)
+    warmup_epochs: int = 0            # linear warm-up from 0 to lr over these first epochs
     epochs: int = 300
     momentum: float = 0.0
     wd: float = 0.0
@@ -141,7 +146,22 @@ class RunConfig:
             raise ValueError('--last-batch must be wrap or discard, not %r' % self.last_batch)
         if self.keep_checkpoints < 0:
             raise ValueError('--keep-checkpoints must be >= 0 (0 keeps all)')
+        self._validate_schedule()
         return self
+
+    def _validate_schedule(self):
+        if self.lr_mode not in LR_MODES:
+            raise ValueError('--lr-mode must be one of %s, not %r'
+                             % (', '.join(LR_MODES), self.lr_mode))
+        if int(self.warmup_epochs) != self.warmup_epochs or not \
+                0 <= self.warmup_epochs < self.epochs:
+            raise ValueError('--warmup-epochs must be a whole number from 0 to --epochs - 1 '
+                             '(%d), not %r' % (self.epochs - 1, self.warmup_epochs))
+        self.warmup_epochs = int(self.warmup_epochs)
+        early = [s for s in self.lr_steps if s < self.warmup_epochs]
+        if self.lr_mode == 'step' and early:
+            raise ValueError('--lr-steps %s fall inside the %d warm-up epochs (--warmup-epochs); '
+                             'the warm-up ends at --lr' % (early, self.warmup_epochs))
 
 
 def _flag(key):
@@ -242,9 +262,56 @@ def resolve_config(overrides, dataset=None):
 
 
 def lr_at_epoch(cfg, epoch):
-    """Learning rate during ``epoch`` (0-based): lr x lr_factor per step already reached."""
+    """The step rule as the recipes state it: the learning rate during ``epoch`` (0-based) is
+    lr x lr_factor per step of ``lr_steps`` already reached. :func:`lr_schedule` in step mode
+    gives exactly this value at every iteration of the epoch (after any warm-up)."""
     n = sum(1 for s in cfg.lr_steps if epoch >= s)
     return float(cfg.lr) * float(cfg.lr_factor) ** n
+
+
+def lr_schedule(cfg, iters_per_epoch):
+    r"""The learning rate of every training iteration, as GluonCV's ``LRScheduler`` /
+    ``LRSequential`` compute it (the composition of GluonCV's ImageNet training scripts).
+
+    Returns a callable: ``schedule(i)`` is the rate of iteration ``i`` (0-based, counted over the
+    whole run: epoch ``e``, batch ``b`` is ``i = e * iters_per_epoch + b``); a function of ``i``
+    alone, so a resumed run repeats the uninterrupted one's rates.
+
+    * ``lr_mode='step'``: ``lr x lr_factor ** (steps of lr_steps reached)``, equal to
+      :func:`lr_at_epoch` at every iteration (the same float operations);
+    * ``lr_mode='cosine'``: ``lr (1 + cos(pi T / (n - 1))) / 2`` over the n iterations after the
+      warm-up (T = 0 .. n - 1), from lr down to exactly 0 at the last one;
+    * ``warmup_epochs = w > 0``: first, linear from 0 at iteration 0 to lr at iteration
+      ``W - 1``, ``W = w * iters_per_epoch`` (GluonCV's ``linear`` mode); step epochs count from
+      the start of the run as without warm-up.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+    iters_per_epoch : int
+        Training iterations of every epoch (``training.iters_per_epoch``).
+    """
+    # imported here: gluoncv loads its whole package (model zoo, SciPy...) on import, which the
+    # configuration itself does not need
+    from gluoncv.utils import LRScheduler, LRSequential
+    ipe, warm = int(iters_per_epoch), int(cfg.warmup_epochs)
+    if ipe < 1:
+        raise ValueError('iters_per_epoch must be >= 1, not %r' % iters_per_epoch)
+    if cfg.lr_mode == 'cosine' and (cfg.epochs - warm) * ipe < 2:
+        raise ValueError('--lr-mode cosine needs at least 2 iterations after the warm-up; '
+                         '%d epoch(s) of %d iteration(s) give %d'
+                         % (cfg.epochs - warm, ipe, (cfg.epochs - warm) * ipe))
+    if warm and warm * ipe < 2:
+        raise ValueError('--warmup-epochs %d gives %d warm-up iteration(s); the linear warm-up '
+                         'needs at least 2' % (warm, warm * ipe))
+    main = LRScheduler(cfg.lr_mode, base_lr=float(cfg.lr), target_lr=0.0,
+                       nepochs=cfg.epochs - warm, iters_per_epoch=ipe,
+                       step_epoch=[s - warm for s in cfg.lr_steps],
+                       step_factor=float(cfg.lr_factor))
+    if not warm:
+        return main
+    return LRSequential([LRScheduler('linear', base_lr=0.0, target_lr=float(cfg.lr),
+                                     nepochs=warm, iters_per_epoch=ipe), main])
 
 
 def format_config(cfg):

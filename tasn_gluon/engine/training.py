@@ -11,7 +11,8 @@ Python) is reseeded at the start of each epoch from ``(seed, epoch, rank)``, and
 iterator of each epoch is created with a seed derived the same way. An epoch's randomness (data
 order, augmentation, the detail map drawn per image) is therefore a function of the seed and the
 epoch number alone, and resuming after epoch E repeats exactly what an uninterrupted run would
-have done in epoch E+1.
+have done in epoch E+1. The learning rate is set before every step from the run's iteration
+count alone (``config.lr_schedule``: GluonCV's schedulers), so it resumes exactly too.
 """
 import dataclasses
 import logging
@@ -26,18 +27,21 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..data import DatasetError, check_split, read_dataset_info
+from ..data import DatasetError, check_split, count_shard, read_dataset_info
 from ..losses import HEADS
+from ..model_zoo import ATTENTION_NET, find_pretrained
 from . import builders
 from .checkpoint import (CheckpointError, atomic_write_text, find_checkpoint, load_checkpoint,
                          remove_stale_temporaries, restore_rng, rng_record, save_checkpoint)
-from .config import STRUCTURAL_KEYS, RunConfig, format_config, lr_at_epoch, resolve_config
+from .config import (STRUCTURAL_KEYS, RunConfig, format_config, lr_at_epoch, lr_schedule,
+                     resolve_config)
 from .devices import get_contexts, per_device_batch_size
 from .evaluation import EvaluationError, validate
 from .metrics import TopKCounter, plot_curves, write_metrics_csv
 
 __all__ = ['TrainingDiverged', 'TrainingRun', 'prepare', 'train', 'run', 'train_step',
-           'seed_everything', 'epoch_seed', 'make_kvstore', 'make_trainer', 'resolve_run_config']
+           'seed_everything', 'epoch_seed', 'make_kvstore', 'make_trainer', 'resolve_run_config',
+           'iters_per_epoch']
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +66,8 @@ class TrainingRun:
     history: list
     start_epoch: int
     resumed_from: Optional[str] = None
+    iters_per_epoch: int = 1           # training iterations of every epoch (all workers)
+    lr_schedule: object = None         # iteration -> learning rate (config.lr_schedule)
 
     @property
     def out(self):
@@ -136,7 +142,7 @@ def make_kvstore(name, num_devices):
 def make_trainer(net, cfg, kv):
     """SGD over ``net``'s parameters with the kvstore ``kv`` (see ``make_kvstore``).
 
-    The learning rate is set per epoch on the workers (``set_learning_rate``), so on
+    The learning rate is set before every step on the workers (``set_learning_rate``), so on
     ``dist_sync``/``dist_device_sync`` the update runs on the workers
     (``update_on_kvstore=False``: the servers only sum gradients); ``dist_async`` updates on
     the servers, which do not see later learning-rate changes (a warning says so)."""
@@ -155,10 +161,24 @@ def make_trainer(net, cfg, kv):
     if kv_type in ('dist_sync', 'dist_device_sync'):
         update_on_kvstore = False
     elif kv_type == 'dist_async':
-        logger.warning('dist_async updates on the servers: the learning-rate steps of the '
-                       'recipe do not reach them; the initial learning rate stays in force')
+        logger.warning('dist_async updates on the servers: the learning-rate schedule (steps, '
+                       'warm-up, cosine) does not reach them; the initial learning rate stays '
+                       'in force')
     return gluon.Trainer(net.collect_params(), 'sgd', opt_params, kvstore=kv,
                          update_on_kvstore=update_on_kvstore)
+
+
+def _find_weights(cfg):
+    """``cfg`` with ``--pretrained zoo`` / ``--att-pretrained zoo`` replaced by the files found in
+    the model-zoo folder (``model_zoo.find_pretrained``), so that config.json names them."""
+    found = {}
+    for key, net in (('pretrained', cfg.net), ('att_pretrained', ATTENTION_NET)):
+        try:
+            found[key] = find_pretrained(getattr(cfg, key), net, cfg.model_root)
+        except FileNotFoundError as e:
+            raise FileNotFoundError('--%s %s: %s' % (key.replace('_', '-'), getattr(cfg, key),
+                                                     e)) from e
+    return cfg.replace(**found)
 
 
 def _check_weights(cfg):
@@ -174,8 +194,8 @@ def _check_weights(cfg):
         raise ValueError(
             '--dataset %s trains from ImageNet weights in the official recipe, but %s %s not '
             'given: --pretrained takes the backbone\'s ImageNet .params (e.g. MXNet\'s '
-            'resnet-50-0000.params or Gluon\'s resnet50_v2-*.params)%s; or give --from-scratch '
-            'to train from random initialisation' % (
+            'resnet-50-0000.params or Gluon\'s resnet50_v2-*.params, or zoo: the file in '
+            '~/.mxnet/models)%s; or give --from-scratch to train from random initialisation' % (
                 cfg.dataset, ' and '.join(missing), 'is' if len(missing) == 1 else 'are',
                 ', --att-pretrained the attention net\'s ResNet-18 (resnet-18-0000.params or '
                 'resnet18_v2-*.params)' if cfg.method == 'tasn' else ''))
@@ -209,6 +229,7 @@ def prepare(overrides, ctx=None):
     ctx = ctx or get_contexts(cfg.gpus, cfg.num_cpu_contexts)
     per_device_batch_size(cfg.batch_size, len(ctx))
     if record is None:  # a resumed run's weights come from its checkpoint
+        cfg = _find_weights(cfg)
         _check_weights(cfg)
     data_dir = os.path.abspath(builders.prepare_data_dir(cfg, may_generate=record is None))
     ds = read_dataset_info(data_dir)
@@ -222,6 +243,8 @@ def prepare(overrides, ctx=None):
     kv, rank, num_workers = make_kvstore(cfg.kvstore, len(ctx))
     # this worker's training records, checked now (once per process), before anything is written
     check_split(data_dir, 'train', ds, cfg.verify_data, num_workers, rank)
+    ipe = iters_per_epoch(cfg, ds['num_train'], num_workers)
+    schedule = lr_schedule(cfg, max(ipe, 1))
     seed_everything(epoch_seed(cfg.seed, -1, 0))
     net = builders.build_net(cfg if record is None else
                              cfg.replace(pretrained=None, att_pretrained=None), ctx)
@@ -230,7 +253,7 @@ def prepare(overrides, ctx=None):
     val_iter = builders.val_loader(cfg, data_dir) if rank == 0 else None
     return TrainingRun(cfg, ctx, kv, rank, num_workers, ds, net, builders.build_loss(cfg),
                        trainer, val_iter, history, start,
-                       record['record_path'] if record else None)
+                       record['record_path'] if record else None, ipe, schedule)
 
 
 # ------------------------------------------------------------------------------ training
@@ -283,9 +306,14 @@ def _progress_bar(cfg, epoch, total):
                 leave=False, dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
 
 
-def _batches_per_epoch(tr):
-    cfg = tr.cfg
-    n = -(-int(tr.dataset['num_train']) // tr.num_workers // cfg.batch_size)
+def iters_per_epoch(cfg, num_train, num_workers):
+    """Training iterations of every epoch, the same on every worker (a synchronous step needs
+    all of them): the batches of the smallest shard (the last one), ceil(shard / batch) when
+    the last batch is wrapped, the full batches when it is discarded, or
+    ``max_batches_per_epoch`` if fewer. The learning-rate schedule counts iterations with it."""
+    shard = count_shard(int(num_train), int(num_workers), int(num_workers) - 1)
+    b = int(cfg.batch_size)
+    n = -(-shard // b) if cfg.last_batch == 'wrap' else shard // b
     return min(n, cfg.max_batches_per_epoch) if cfg.max_batches_per_epoch else n
 
 
@@ -294,19 +322,20 @@ def train_epoch(tr, epoch):
     cfg = tr.cfg
     seed = epoch_seed(cfg.seed, epoch, tr.rank)
     seed_everything(seed)
-    lr = lr_at_epoch(cfg, epoch)
-    tr.trainer.set_learning_rate(lr)
+    first = epoch * tr.iters_per_epoch           # the run's iteration count at this epoch
+    lr = tr.lr_schedule(first)                   # reported: the rate of the epoch's first step
     on_device = cfg.augment_on_device if cfg.augment_on_device is not None else \
         all(c.device_type == 'gpu' for c in tr.ctx)
     train_iter = builders.train_loader(cfg, cfg.data_dir, seed, tr.num_workers, tr.rank,
                                        color_on_device=on_device)
     counter, loss_sum, n_img = TopKCounter(), 0.0, 0
-    total = _batches_per_epoch(tr)
+    total = tr.iters_per_epoch
     bar, tic = _progress_bar(cfg, epoch, total), time.time()
     try:
         for i, batch in enumerate(train_iter):
             if i >= total:
                 break
+            tr.trainer.set_learning_rate(tr.lr_schedule(first + i))
             values, logits = train_step(tr.net, tr.trainer, tr.loss_fn, batch.data[0],
                                         batch.label[0], tr.ctx, tr.step_size,
                                         where='at epoch %d, batch %d' % (epoch + 1, i + 1),

@@ -1,24 +1,29 @@
-"""Networks of TASN: pre-activation ResNets, VGG with global pooling, the attention net, TASN,
-its predictor and the baseline, with a ``get_model(name)`` registry."""
+"""Networks of TASN: pre-activation ResNets, VGG with global pooling, GluonCV's ImageNet networks
+as backbones, the attention net, TASN, its predictor and the baseline, with a ``get_model(name)``
+registry. GluonCV itself is imported only when one of its networks is built or its model-zoo
+folder is searched."""
 from functools import partial
 
 from .resnet import (BasicUnitV2, BottleneckUnitV2, ResNetV2, resnet_spec, get_resnet,
                      resnet18_v2, resnet34_v2, resnet50_v2, resnet101_v2, resnet152_v2)
 from .vgg import VGG, vgg_spec, get_vgg, vgg16, vgg19
 from .attention_net import MultiDilationConv, AttentionNet, get_attention_net
+from .gluoncv_backbones import GluonCVBackbone, gluoncv_spec, get_gluoncv_backbone
 from .pretrained import load_pretrained
-from .weights import WeightsError, load_symbol_checkpoint
-from .tasn import (backbone_spec, backbone_names, get_backbone, TASN, TASNPredictor, Baseline,
-                   get_tasn, get_baseline, default_initializer)
+from .weights import WeightsError, load_symbol_checkpoint, zoo_file
+from .tasn import (backbone_spec, backbone_names, get_backbone, find_pretrained, ATTENTION_NET,
+                   TASN, TASNPredictor, Baseline, get_tasn, get_baseline, default_initializer)
 
 __all__ = ['get_model', 'get_model_list',
            'BasicUnitV2', 'BottleneckUnitV2', 'ResNetV2', 'resnet_spec', 'get_resnet',
            'resnet18_v2', 'resnet34_v2', 'resnet50_v2', 'resnet101_v2', 'resnet152_v2',
            'VGG', 'vgg_spec', 'get_vgg', 'vgg16', 'vgg19',
            'MultiDilationConv', 'AttentionNet', 'get_attention_net',
-           'load_pretrained', 'WeightsError', 'load_symbol_checkpoint',
-           'backbone_spec', 'backbone_names', 'get_backbone', 'TASN', 'TASNPredictor',
-           'Baseline', 'get_tasn', 'get_baseline', 'default_initializer']
+           'GluonCVBackbone', 'gluoncv_spec', 'get_gluoncv_backbone',
+           'load_pretrained', 'WeightsError', 'load_symbol_checkpoint', 'zoo_file',
+           'backbone_spec', 'backbone_names', 'get_backbone', 'find_pretrained',
+           'ATTENTION_NET', 'TASN',
+           'TASNPredictor', 'Baseline', 'get_tasn', 'get_baseline', 'default_initializer']
 
 
 def _models():

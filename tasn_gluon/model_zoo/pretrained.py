@@ -1,4 +1,5 @@
-"""Loading ImageNet-pretrained Gluon model-zoo ``.params`` files into this package's blocks.
+"""Loading ImageNet-pretrained Gluon model-zoo ``.params`` files into this package's blocks (GluonCV
+backbones: ``gluoncv_backbones.load_gluoncv_params``, to which :func:`load_pretrained` hands them).
 
 Nothing is downloaded: the caller gives a local file (e.g. ``resnet50_v2-ecdde353.params``,
 ``resnet18_v2-8aacf80f.params`` or ``vgg19-ad2f660d.params`` from MXNet's Gluon model zoo).
@@ -32,16 +33,15 @@ zero-padded border).
 import numpy as np
 import mxnet as mx
 
-from ..data.pipeline import MEAN_RGB
 from .attention_net import AttentionNet
+from .gluoncv_backbones import GluonCVBackbone, load_gluoncv_params
+from .normalization import GLUON_MEAN, GLUON_STD, gluon_input_affine
 from .resnet import BasicUnitV2, ResNetV2
 from .vgg import VGG
 from .weights import assign, is_symbol_checkpoint, load_symbol_checkpoint, read_gluon_params
 
 __all__ = ['GLUON_MEAN', 'GLUON_STD', 'load_pretrained']
 
-GLUON_MEAN = (0.485, 0.456, 0.406)      # Gluon model zoo's input normalisation
-GLUON_STD = (0.229, 0.224, 0.225)
 _GLUON_BN_EPS = 1e-5                    # eps of the BatchNorms in the Gluon model zoo
 
 
@@ -73,11 +73,11 @@ def _translate_resnet(src):
 def _fold_bn_data(values, eps):
     """Rewrites bn_data's running statistics so that TASN's 0..255 mean-subtracted input gives
     the same normalised output as Gluon's (x/255 - mean)/std input did."""
-    s = 255.0 * np.asarray(GLUON_STD)
-    shift = 255.0 * np.asarray(GLUON_MEAN) - np.asarray(MEAN_RGB)
+    # Gluon's BN on g = a x + b equals a BN on x with mean (m - b) / a, var (v + eps_g) / a^2
+    a, b = gluon_input_affine()
     rm, rv = values['bn_data.running_mean'], values['bn_data.running_var']
-    values['bn_data.running_mean'] = (s * rm + shift).astype(rm.dtype)
-    values['bn_data.running_var'] = (s * s * (rv + _GLUON_BN_EPS) - eps).astype(rv.dtype)
+    values['bn_data.running_mean'] = ((rm - b) / a).astype(rm.dtype)
+    values['bn_data.running_var'] = ((rv + _GLUON_BN_EPS) / (a * a) - eps).astype(rv.dtype)
 
 
 def _load_resnet(net, path, zoo_name, fold_input_norm, ctx, final_bn=None):
@@ -115,10 +115,10 @@ def _load_vgg(net, path, zoo_name, fold_input_norm, ctx):
     if fold_input_norm:
         key_w, key_b = 'features.%d.weight' % ours[0], 'features.%d.bias' % ours[0]
         w, b = values[key_w], values[key_b]
-        s = (255.0 * np.asarray(GLUON_STD)).reshape(1, 3, 1, 1)
-        shift = (np.asarray(MEAN_RGB) - 255.0 * np.asarray(GLUON_MEAN)).reshape(1, 3, 1, 1)
-        values[key_w] = (w / s).astype(w.dtype)
-        values[key_b] = (b + (w * shift / s).sum(axis=(1, 2, 3))).astype(b.dtype)
+        # conv(a x + b) = conv_{w a}(x) + sum(w b) away from the zero-padded border
+        a, shift = (v.reshape(1, 3, 1, 1) for v in gluon_input_affine())
+        values[key_w] = (w * a).astype(w.dtype)
+        values[key_b] = (b + (w * shift).sum(axis=(1, 2, 3))).astype(b.dtype)
     params = {k: p for k, p in net._collect_params_with_prefix().items()
               if k.startswith('features.')}
     assign(params, values, path, ctx)
@@ -129,16 +129,18 @@ def load_pretrained(net, path, fold_input_norm=True, ctx=None):
 
     Parameters
     ----------
-    net : ResNetV2, VGG or AttentionNet
+    net : ResNetV2, VGG, AttentionNet or GluonCVBackbone
         The block to fill (its classifier, if any, is left as it is).
     path : str
         Local ``.params`` file of the matching Gluon model-zoo network (``resnet{18,34,50,101,
-        152}_v2`` or ``vgg{16,19}``; the attention net takes ``resnet18_v2``), or, for ResNets,
-        an MXNet Symbol checkpoint (``resnet-50-0000.params``, ``arg:``/``aux:`` names), which
+        152}_v2`` or ``vgg{16,19}``; the attention net takes ``resnet18_v2``; a GluonCV
+        backbone its GluonCV network's file), or, for ResNets, an MXNet Symbol checkpoint
+        (``resnet-50-0000.params``, ``arg:``/``aux:`` names), which
         :func:`~tasn_gluon.model_zoo.weights.load_symbol_checkpoint` maps without folding.
     fold_input_norm : bool
         Fold Gluon's ``/255, -mean, /std`` input normalisation into the weights (see the module
-        docstring) so that the network works on TASN's mean-subtracted 0..255 input.
+        docstring) so that the network works on TASN's mean-subtracted 0..255 input. A GluonCV
+        backbone computes that normalisation in its graph instead, always (it takes True only).
     ctx : Context or list, optional
         Where to initialise parameters that are not initialised yet.
     """
@@ -152,6 +154,12 @@ def load_pretrained(net, path, fold_input_norm=True, ctx=None):
                              % (path, type(net).__name__))
         load_symbol_checkpoint(net, path, ctx=ctx)
         return net
+    if isinstance(net, GluonCVBackbone):
+        if not fold_input_norm:
+            raise ValueError('%s normalises its input in the graph (TASN input in, GluonCV '
+                             'normalisation inside); fold_input_norm=False does not apply'
+                             % net.zoo_name)
+        return load_gluoncv_params(net, path, ctx)
     if isinstance(net, AttentionNet):
         _load_resnet(net.body, path, net.body.zoo_name, fold_input_norm, ctx,
                      final_bn=net.bn1)

@@ -26,7 +26,7 @@ from mxnet.gluon.block import HybridBlock
 
 __all__ = ['BasicUnitV2', 'BottleneckUnitV2', 'ResNetV2', 'resnet_spec', 'get_resnet',
            'resnet18_v2', 'resnet34_v2', 'resnet50_v2', 'resnet101_v2', 'resnet152_v2',
-           'BN_EPS', 'BN_MOMENTUM']
+           'BN_EPS', 'BN_MOMENTUM', 'resnet_zoo_name']
 
 BN_EPS = 2e-5
 BN_MOMENTUM = 0.9
@@ -202,6 +202,11 @@ resnet_spec = {
 }
 
 
+def resnet_zoo_name(num_layers):
+    """Name of the same network in the Gluon model zoo and GluonCV (their ImageNet files)."""
+    return 'resnet%d_v2' % num_layers
+
+
 def get_resnet(num_layers, **kwargs):
     r"""Pre-activation ResNet of the given depth (``resnet_spec``), MXNet Symbol layout.
 
@@ -218,7 +223,7 @@ def get_resnet(num_layers, **kwargs):
                          % (num_layers, sorted(resnet_spec)))
     unit, layers, channels = resnet_spec[num_layers]
     net = ResNetV2(unit, layers, channels, **kwargs)
-    net.zoo_name = 'resnet%d_v2' % num_layers
+    net.zoo_name = resnet_zoo_name(num_layers)
     return net
 
 

@@ -24,6 +24,7 @@ graph (``official_checkpoint_params.tsv``) except Gluon's BN suffixes ``running_
     fullyconnected2       fc        (official: shared fc, both halves; "master_aux" = accuracy)
 """
 import numbers
+import os
 import types
 
 import numpy as np
@@ -37,19 +38,26 @@ from ..attention import TrilinearAttention
 from ..maps import (MapsToProfiles, channel_sums, distinct_mask, resize_bilinear, sampler_inputs,
                     structure_profiles)
 from .attention_net import AttentionNet
-from .resnet import get_resnet
-from .vgg import get_vgg
+from .gluoncv_backbones import get_gluoncv_backbone, gluoncv_spec
+from .resnet import get_resnet, resnet_zoo_name
+from .vgg import get_vgg, vgg_zoo_name
 from .pretrained import load_pretrained
+from .weights import ZOO, zoo_file
 
-__all__ = ['backbone_spec', 'backbone_names', 'get_backbone', 'TASN', 'TASNPredictor',
-           'Baseline', 'get_tasn', 'get_baseline', 'default_initializer']
+__all__ = ['backbone_spec', 'backbone_names', 'get_backbone', 'find_pretrained', 'ATTENTION_NET',
+           'TASN', 'TASNPredictor', 'Baseline', 'get_tasn', 'get_baseline', 'default_initializer']
 
-# backbone name -> (family, depth); features are globally average-pooled
+# backbone name -> (family, depth or GluonCV name); features are globally average-pooled.
+# resnet*/vgg*: this package's networks with the official graph's names (resnet50: the
+# official TASN backbone); the others: GluonCV's networks (gluoncv_backbones).
 backbone_spec = {
     'resnet18': ('resnet', 18), 'resnet34': ('resnet', 34), 'resnet50': ('resnet', 50),
     'resnet101': ('resnet', 101), 'resnet152': ('resnet', 152),
     'vgg16': ('vgg', 16), 'vgg19': ('vgg', 19),
 }
+backbone_spec.update({name: ('gluoncv', name) for name in gluoncv_spec})
+
+ATTENTION_NET = 'attention_net'   # find_pretrained's name for the attention net's ResNet-18
 
 
 def backbone_names():
@@ -57,24 +65,64 @@ def backbone_names():
     return sorted(backbone_spec)
 
 
+def _check_name(name):
+    if name not in backbone_spec:
+        raise ValueError('Unknown backbone %r; options are %s'
+                         % (name, ', '.join(backbone_names())))
+    return backbone_spec[name]
+
+
 def get_backbone(name, norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
-    r"""Pooled-feature backbone by name (``backbone_names()``): (N, 3, S, S) -> (N, D).
+    r"""Pooled-feature backbone by name (``backbone_names()``): (N, 3, S, S) mean-subtracted
+    0..255 RGB -> (N, D), D = ``.out_channels``.
 
     Parameters
     ----------
     name : str
         ``resnet50`` (TASN default), ``vgg19`` (the paper's second setting), ``resnet18`` (quick
-        runs), or another entry of ``backbone_spec``.
+        runs), a GluonCV network (``resnet50_v1b``, ``resnet50_v1d``, ``resnest50``...; see
+        ``gluoncv_backbones``), or another entry of ``backbone_spec``.
     norm_layer, norm_kwargs
-        BatchNorm class and extra arguments (ResNets only).
+        BatchNorm class and extra arguments (ResNets and GluonCV networks).
     """
-    if name not in backbone_spec:
-        raise ValueError('Unknown backbone %r; options are %s' % (name, backbone_names()))
-    family, depth = backbone_spec[name]
+    family, depth = _check_name(name)
     if family == 'resnet':
         return get_resnet(depth, pool=True, norm_layer=norm_layer, norm_kwargs=norm_kwargs,
                           **kwargs)
+    if family == 'gluoncv':
+        return get_gluoncv_backbone(depth, norm_layer=norm_layer, norm_kwargs=norm_kwargs,
+                                    **kwargs)
     return get_vgg(depth, pool=True, **kwargs)
+
+
+def find_pretrained(value, net='resnet50', root=None):
+    r"""The local ImageNet weights file that ``value`` means for backbone ``net``.
+
+    Parameters
+    ----------
+    value : str or None
+        A file path (returned as it is), None (None), or ``'zoo'``: the file of ``net``'s
+        ImageNet network in the model-zoo folder, named as GluonCV names its downloads
+        (``resnet50_v1b-0ecdba34.params``; this package's ``resnet50`` is GluonCV's
+        ``resnet50_v2``, ``vgg19`` its ``vgg19``); see ``weights.zoo_file``. Nothing is
+        downloaded.
+    net : str
+        A backbone name, or ``'attention_net'`` for the attention net (its ResNet-18 v2).
+    root : str, optional
+        The model-zoo folder (default ``$MXNET_HOME/models``, else ``~/.mxnet/models``).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``'zoo'`` and no such file, naming the file and the folder.
+    """
+    if value is None or os.fspath(value) != ZOO:
+        return None if value is None else os.fspath(value)
+    if net == ATTENTION_NET:
+        return zoo_file(resnet_zoo_name(18), root)
+    family, depth = _check_name(net)
+    name = {'resnet': resnet_zoo_name, 'vgg': vgg_zoo_name}.get(family, str)(depth)
+    return zoo_file(name, root)
 
 
 def default_initializer():
@@ -128,7 +176,8 @@ class TASN(_SamplerMixin, HybridBlock):
     Parameters
     ----------
     backbone : str
-        Backbone of the sampled images (``get_backbone``): ``resnet50``, ``vgg19``, ``resnet18``.
+        Backbone of the sampled images (``get_backbone``): ``resnet50``, ``vgg19``, ``resnet18``,
+        or a GluonCV network (``resnet50_v1d``, ``resnest50``...).
     num_classes : int
         Number of classes.
     input_size : int
@@ -364,15 +413,17 @@ def get_tasn(net='resnet50', num_classes=200, input_size=512, att_size=224, samp
     Parameters
     ----------
     net : str
-        Backbone: ``resnet50`` (default), ``vgg19``, ``resnet18`` (see ``backbone_spec``).
+        Backbone: ``resnet50`` (default), ``vgg19``, ``resnet18``, a GluonCV network such as
+        ``resnet50_v1d`` or ``resnest50`` (see ``backbone_spec``).
     num_classes, input_size, att_size, sample_size, legacy_sampler, uniform_sampler
         See :class:`TASN`.
     pretrained : str or None
-        Local ImageNet weights of the backbone: a Gluon model-zoo ``.params`` file (e.g.
-        ``resnet50_v2-*.params``) or MXNet's Symbol checkpoint (``resnet-50-0000.params``);
-        None: random initialisation.
+        Local ImageNet weights of the backbone: a Gluon model-zoo or GluonCV ``.params`` file
+        (e.g. ``resnet50_v2-*.params``, ``resnet50_v1d-*.params``), MXNet's Symbol checkpoint
+        (``resnet-50-0000.params``), or ``'zoo'``: the backbone's file in the model-zoo folder
+        (:func:`find_pretrained`); None: random initialisation.
     att_pretrained : str or None
-        The same for the attention net's ResNet-18.
+        The same for the attention net's ResNet-18 (``'zoo'``: GluonCV's ``resnet18_v2``).
     ctx : Context or list of Context
         Where to initialise (default CPU).
     **kwargs
@@ -383,9 +434,9 @@ def get_tasn(net='resnet50', num_classes=200, input_size=512, att_size=224, samp
                  legacy_sampler=legacy_sampler, uniform_sampler=uniform_sampler, **kwargs)
     _initialize(model, ctx)
     if pretrained is not None:
-        load_pretrained(model.backbone, pretrained, ctx=ctx)
+        load_pretrained(model.backbone, find_pretrained(pretrained, net), ctx=ctx)
     if att_pretrained is not None:
-        load_pretrained(model.att_net, att_pretrained, ctx=ctx)
+        load_pretrained(model.att_net, find_pretrained(att_pretrained, ATTENTION_NET), ctx=ctx)
     return model
 
 
@@ -397,5 +448,5 @@ def get_baseline(net='resnet50', num_classes=200, sample_size=224, pretrained=No
     model = Baseline(net, num_classes, sample_size, **kwargs)
     _initialize(model, ctx)
     if pretrained is not None:
-        load_pretrained(model.backbone, pretrained, ctx=ctx)
+        load_pretrained(model.backbone, find_pretrained(pretrained, net), ctx=ctx)
     return model

@@ -14,7 +14,7 @@ named as MXNet's VGG symbols name them: ``conv1_1_weight`` ... ``conv5_4_bias``.
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-__all__ = ['VGG', 'vgg_spec', 'get_vgg', 'vgg16', 'vgg19']
+__all__ = ['VGG', 'vgg_spec', 'get_vgg', 'vgg16', 'vgg19', 'vgg_zoo_name']
 
 
 class VGG(HybridBlock):
@@ -74,6 +74,11 @@ vgg_spec = {
 }
 
 
+def vgg_zoo_name(num_layers):
+    """Name of the same network in the Gluon model zoo and GluonCV (their ImageNet files)."""
+    return 'vgg%d' % num_layers
+
+
 def get_vgg(num_layers, **kwargs):
     r"""VGG of the given depth (``vgg_spec``) with global average pooling.
 
@@ -88,7 +93,7 @@ def get_vgg(num_layers, **kwargs):
         raise ValueError('Invalid VGG depth %r; options are %s' % (num_layers, sorted(vgg_spec)))
     layers, filters = vgg_spec[num_layers]
     net = VGG(layers, filters, **kwargs)
-    net.zoo_name = 'vgg%d' % num_layers
+    net.zoo_name = vgg_zoo_name(num_layers)
     return net
 
 

@@ -9,17 +9,27 @@ Two kinds of files are read, neither downloaded:
   statistics are ``aux:X_moving_mean`` / ``aux:X_moving_var``, Gluon's ``X_running_mean`` /
   ``X_running_var``.
 
+:func:`zoo_file` finds an ImageNet file where GluonCV (and MXNet's Gluon model zoo) keep their
+downloads, ``~/.mxnet/models/NAME-HASH.params``; it only looks, it never downloads.
+
 :func:`assign` is strict: every parameter of the network must be given, nothing else may be, and
 every shape must fit; otherwise it raises :class:`WeightsError` naming every offender (by its
 name in the file).
 """
+import hashlib
+import logging
 import os
 
 import mxnet as mx
 
 __all__ = ['WeightsError', 'read_gluon_params', 'read_symbol_params', 'is_symbol_checkpoint',
            'symbol_key', 'symbol_to_gluon_names', 'assign', 'local_params',
-           'load_symbol_checkpoint']
+           'load_symbol_checkpoint', 'ZOO', 'default_model_root', 'zoo_file']
+
+logger = logging.getLogger(__name__)
+
+# ``pretrained`` value that means: the model-zoo folder (:func:`zoo_file`), not a path
+ZOO = 'zoo'
 
 # BatchNorm auxiliary states: Symbol naming -> Gluon naming
 _AUX_SUFFIXES = (('_moving_mean', '_running_mean'), ('_moving_var', '_running_var'))
@@ -52,20 +62,24 @@ def _load(path, what):
     return loaded
 
 
-def read_gluon_params(path, zoo_name=None):
+def read_gluon_params(path, zoo_name=None, reference=None):
     """A Gluon ``.params`` file as ``{structural name: numpy array}``.
 
     Files of ``save_parameters`` (``features.1.weight``) are read directly; older files of
-    ``save_params`` (``stage1_conv0_weight``) through MXNet's own ``model_zoo.vision``
-    definition of ``zoo_name``, only to recover the structural names.
+    ``save_params`` (``stage1_conv0_weight``) through a definition of the same network, only to
+    recover the structural names: ``reference()`` (a callable returning that block, e.g. the
+    GluonCV network) if given, else MXNet's own ``model_zoo.vision`` model ``zoo_name``.
     """
     loaded = _load(path, 'pretrained weights%s' % (' for %s' % zoo_name if zoo_name else ''))
     if any('.' in k for k in loaded):
         return {k.split(':', 1)[-1]: v.asnumpy() for k, v in loaded.items()}
-    if zoo_name is None:
+    if zoo_name is None and reference is None:
         raise WeightsError('%s uses prefix names; give zoo_name to read it' % path)
-    from mxnet.gluon.model_zoo import vision
-    ref = vision.get_model(zoo_name)
+    if reference is not None:
+        ref = reference()
+    else:
+        from mxnet.gluon.model_zoo import vision
+        ref = vision.get_model(zoo_name)
     try:
         ref.load_parameters(os.fspath(path), ctx=mx.cpu())
     except Exception as err:
@@ -129,6 +143,13 @@ def symbol_to_gluon_names(arrays):
     return values, lambda name: keys.get(name) or symbol_key(name)
 
 
+def _fits(shape, expected):
+    """A value's shape fits a parameter's: same rank, and equal wherever the parameter's size is
+    known (Gluon marks a size not inferred yet, e.g. a conv's input channels, as 0)."""
+    shape, expected = tuple(shape), tuple(expected)
+    return len(shape) == len(expected) and all(e in (0, s) for s, e in zip(shape, expected))
+
+
 def assign(params, values, source, ctx=None, name_in_file=None):
     """Sets every Parameter of ``params`` (``{name: Parameter}``) from ``values`` (``{name:
     array}``), after checking that the two sets of names are equal and that every shape fits.
@@ -153,7 +174,7 @@ def assign(params, values, source, ctx=None, name_in_file=None):
     extra = sorted(key(n) for n in set(values) - set(params))
     shapes = ['%s %s (expected %s)' % (key(n), tuple(values[n].shape), tuple(params[n].shape))
               for n in sorted(set(params) & set(values))
-              if tuple(values[n].shape) != tuple(params[n].shape)]
+              if not _fits(values[n].shape, params[n].shape)]
     problems = []
     if missing:
         problems.append('missing %d parameter(s) of the network: %s'
@@ -221,3 +242,67 @@ def load_symbol_checkpoint(net, path, ctx=None):
         values = {k: v for k, v in values.items() if not k.startswith('fc1_')}
     assign(params, values, os.fspath(path), ctx, name_in_file)
     return net
+
+
+def default_model_root():
+    """Where GluonCV and MXNet's Gluon model zoo keep ImageNet files: ``$MXNET_HOME/models`` when
+    MXNET_HOME is set, else ``~/.mxnet/models``."""
+    if os.environ.get('MXNET_HOME'):
+        return os.path.join(os.environ['MXNET_HOME'], 'models')
+    return os.path.join(os.path.expanduser('~'), '.mxnet', 'models')
+
+
+def _published_sha1(zoo_name):
+    """SHA-1 of GluonCV's published ImageNet file ``zoo_name`` (its model store's table), or
+    None. MXNet's Gluon model zoo publishes the same files for the names they share."""
+    # gluoncv is imported here only (a lookup in the model-zoo folder): importing it loads its
+    # whole model zoo, SciPy and more, which nothing else in model_zoo needs at import time
+    from gluoncv.model_zoo import model_store
+    return model_store._model_sha1.get(zoo_name)
+
+
+def _sha1(path):
+    h = hashlib.sha1()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def zoo_file(zoo_name, root=None):
+    """The local ImageNet file of the model-zoo network ``zoo_name`` (``resnet50_v1b``,
+    ``resnest50``, ``resnet50_v2``...), under the name and in the folder where GluonCV's
+    ``get_model(zoo_name, pretrained=True, root=root)`` keeps it: ``ROOT/NAME-SHA1[:8].params``.
+    Nothing is downloaded.
+
+    Parameters
+    ----------
+    zoo_name : str
+    root : str, optional
+        The folder (default :func:`default_model_root`).
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the file looked for and the folder.
+    WeightsError
+        When GluonCV publishes no ImageNet weights of that name.
+
+    A file whose SHA-1 differs from the published one is used (its names and shapes are checked
+    when it is loaded) with a warning.
+    """
+    root = os.path.abspath(os.path.expanduser(root or default_model_root()))
+    sha1 = _published_sha1(zoo_name)
+    if sha1 is None:
+        raise WeightsError('GluonCV publishes no ImageNet weights named %r; give the weights '
+                           'file itself' % zoo_name)
+    path = os.path.join(root, '%s-%s.params' % (zoo_name, sha1[:8]))
+    if not os.path.isfile(path):
+        raise FileNotFoundError('ImageNet weights of %s not found: no %s in %s (the model-zoo '
+                                'folder: $MXNET_HOME/models, else ~/.mxnet/models; nothing is '
+                                'downloaded: put the file there or give its path)'
+                                % (zoo_name, os.path.basename(path), root))
+    if _sha1(path) != sha1:
+        logger.warning('%s is not the file GluonCV published (SHA-1 %s); using it anyway',
+                       path, sha1)
+    return path
