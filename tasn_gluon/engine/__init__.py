@@ -13,10 +13,12 @@ from .builders import build_loss, build_net
 from .evaluation import (EvaluationError, LoadedModel, evaluate_checkpoint, load_model,
                          validate, write_result_json)
 from .training import TrainingDiverged, prepare, run, train, train_step
+from .precision import AMPError, enable_amp
 
 __all__ = ['DeviceError', 'get_contexts', 'parse_gpus', 'per_device_batch_size', 'RECIPES',
            'RunConfig', 'lr_at_epoch', 'resolve_config', 'CheckpointError', 'atomic_write',
            'find_checkpoint', 'load_checkpoint', 'save_checkpoint', 'CSV_COLUMNS',
            'plot_curves', 'read_metrics_csv', 'write_metrics_csv', 'build_loss', 'build_net',
            'EvaluationError', 'LoadedModel', 'evaluate_checkpoint', 'load_model', 'validate',
-           'write_result_json', 'TrainingDiverged', 'prepare', 'run', 'train', 'train_step']
+           'write_result_json', 'TrainingDiverged', 'prepare', 'run', 'train', 'train_step',
+           'AMPError', 'enable_amp']

@@ -70,6 +70,9 @@ class RunConfig:
     gpus: str = ''
     kvstore: Optional[str] = None     # None: 'device' on several devices, else 'local'
     num_cpu_contexts: int = 1         # > 1: several CPU contexts (data parallelism without GPUs)
+    # mixed precision (mxnet.contrib.amp): float16 on GPUs, bfloat16 on CPUs; the parameters,
+    # the sampler, the attention and the losses stay float32 (engine/precision.py)
+    amp: bool = False
     # bookkeeping
     seed: int = 0
     log_interval: int = 20
@@ -134,6 +137,12 @@ class RunConfig:
         if self.verify_data not in VERIFY_LEVELS:
             raise ValueError('--verify-data must be one of %s, not %r'
                              % (', '.join(VERIFY_LEVELS), self.verify_data))
+        if not isinstance(self.amp, bool):
+            raise ValueError('--amp is a switch (true or false), not %r' % (self.amp,))
+        if self.amp and self.kvstore == 'dist_async':
+            # the servers apply the updates: a step whose gradients overflowed cannot be skipped
+            raise ValueError('--amp cannot be used with --kvstore dist_async (the servers update '
+                             'the weights, so AMP cannot skip a step whose gradients overflowed)')
         if self.keep_checkpoints < 0:
             raise ValueError('--keep-checkpoints must be >= 0 (0 keeps all)')
         return self
