@@ -21,11 +21,17 @@ from tasn_gluon.engine.evaluation import EvaluationError, load_model
 import amp_jobs
 from conftest import NO_AUG, real_config
 
-BF16_OK, BF16_WHY = precision.bfloat16_supported()  # a probe only: AMP stays off here
-needs_bf16 = pytest.mark.skipif(not BF16_OK, reason='no bfloat16 kernels on this CPU (%s): %s'
-                                % (precision.cpu_model(), BF16_WHY))
 # bfloat16 keeps 8 significant bits: round-to-nearest changes a value by at most 2^-9 relative
 U_BF16 = 2.0 ** -9
+
+
+@pytest.fixture
+def bf16():
+    """Skips a test that runs bfloat16 on a CPU without oneDNN's bfloat16 kernels (the probe
+    runs in a child process, once per test process: AMP stays off here)."""
+    ok, why = precision.bfloat16_supported()
+    if not ok:
+        pytest.skip('no bfloat16 kernels on this CPU (%s): %s' % (precision.cpu_model(), why))
 
 
 def _job(name, args, **kw):
@@ -66,8 +72,7 @@ def test_exported_graph_refuses_amp():
 # ------------------------------------------------------------------------------ in subprocesses
 
 @pytest.mark.multiprocess
-@needs_bf16
-def test_enable_amp_once_and_the_loss_scaler():
+def test_enable_amp_once_and_the_loss_scaler(bf16):
     r = _job('api', {})
     assert r['before'] is None and r['dtype'] == r['again'] == 'bfloat16'
     # the sampler library is loaded before amp.init, and loading it again keeps AMP's patches
@@ -88,12 +93,14 @@ def test_enable_amp_once_and_the_loss_scaler():
 
 
 @pytest.mark.multiprocess
-@pytest.mark.parametrize('dtype', [pytest.param('bfloat16', marks=needs_bf16), 'float16'])
-def test_maps_attention_and_sampler_compute_in_float32(dtype):
+@pytest.mark.parametrize('dtype', ['bfloat16', 'float16'])
+def test_maps_attention_and_sampler_compute_in_float32(dtype, request):
     """Features arriving in float16/bfloat16 (what AMP's convolutions give) are cast to
     float32 first: the distinct-map comparisons, the profiles, the maps and the sampled images
     are those of the float32 path on the same values, bit for bit, and float32. (On a CPU,
     AMP's own float16 wrappers cast nothing: the model's casts alone do it.)"""
+    if dtype == 'bfloat16':
+        request.getfixturevalue('bf16')
     r = _job('casts', dict(dtype=dtype))
     assert r['input_dtype'] == dtype
     assert r['dtypes'] == ['float32'] * 8 and all(r['equal']), r
@@ -124,8 +131,8 @@ def test_training_graph_dtypes(dtype):
 
 
 @pytest.mark.multiprocess
-@needs_bf16
-def test_amp_training_loss_falls(tiny_synthetic, tmp_path):
+@pytest.mark.slow
+def test_amp_training_loss_falls(bf16, tiny_synthetic, tmp_path):
     """The same first batch every epoch: under AMP the training loss falls as in float32
     (test_train_real's bound), every checkpoint records the loss scaler, parameters stay
     float32."""
@@ -147,8 +154,7 @@ def test_amp_training_loss_falls(tiny_synthetic, tmp_path):
 
 @pytest.mark.multiprocess
 @pytest.mark.slow
-@needs_bf16
-def test_amp_resume_bit_identical(tiny_synthetic, tmp_path):
+def test_amp_resume_bit_identical(bf16, tiny_synthetic, tmp_path):
     """2 epochs straight vs 1 epoch + resume in a new process, all under AMP (shuffled,
     augmented, random detail maps): bit-identical parameters, trainer states, loss-scaler
     state and losses. The scaler's clean-step count (4 = 2 epochs x 2 steps) shows it was
@@ -190,8 +196,7 @@ def _update_error(amp_arrays, method, f32, keep):
 
 @pytest.mark.multiprocess
 @pytest.mark.slow
-@needs_bf16
-def test_amp_step_agrees_with_float32(tiny_synthetic, tmp_path):
+def test_amp_step_agrees_with_float32(bf16, tiny_synthetic, tmp_path):
     """One training step from the same parameters on the same batch (12 images) with the same
     random draws, under AMP (another process) and in float32 (here).
 
@@ -233,8 +238,7 @@ def test_amp_step_agrees_with_float32(tiny_synthetic, tmp_path):
 
 @pytest.mark.multiprocess
 @pytest.mark.slow
-@needs_bf16
-def test_amp_command_lines(tiny_synthetic, tmp_path, tool):
+def test_amp_command_lines(bf16, tiny_synthetic, tmp_path, tool):
     out = str(tmp_path / 'run')
     done = tool('train', '--dataset', 'synthetic', '--data-dir', tiny_synthetic, '--net',
                 'resnet18', '--input-size', '64', '--att-size', '32', '--sample-size', '32',
