@@ -19,7 +19,11 @@ Rules that follow from how AMP works, kept here in one place:
   left unwrapped and get whatever dtype arrives, while their kernels are float32/float64 only
   (bfloat16 or float16 input is refused by their type inference). The model code therefore
   casts to float32 around the sampler, and runs the trilinear attention and the distinct-map
-  comparisons in float32 (``F.amp_cast``, a no-op on float32 input).
+  comparisons in float32 (``attention.amp_float32``: ``F.amp_cast`` nodes, added only while
+  AMP is on). With MXNet's own lists the sampler's inputs happen to arrive in float32 in the
+  hybridized graph already (``sum``/``softmax`` are float32 ops); the casts make that hold
+  whatever the lists say, and for NDArrays on a CPU under float16, which AMP's wrappers do not
+  cast at all, they are what makes it work. The logits are cast to float32 at the heads.
 * Dynamic loss scaling: :func:`init_trainer` gives the trainer AMP's loss scaler; the training
   step multiplies the losses by the scale inside ``autograd.record`` (:func:`scale_losses`), and
   ``Trainer.step`` divides the gradients by it and skips the update when a gradient is not
