@@ -20,12 +20,24 @@ for a core while the CPU time is not, so the CPU-time ratios are the robust ones
 ``--threads 1`` for them); on a dedicated machine both agree. On a GPU (``--gpu``) only the
 wall-time ratios mean anything. Record the printed ratios in docs/benchmarks.md.
 
+Mixed precision: ``--precision both`` (the default) measures every case in float32 and under
+AMP (``mxnet.contrib.amp``: bfloat16 on a CPU, float16 on a GPU) and prints the AMP / float32
+ratio of each. ``amp.init`` patches MXNet for the whole process, so each precision runs in
+child processes of its own, alternated ``--rounds`` times so that a change of the machine's
+load hits both; each child warms up, then times ``--repeats`` interleaved repeats. Where AMP
+cannot run (a CPU without bfloat16 kernels) the reason is printed and float32 alone reported.
+
     .venv/bin/python bench/step.py                       # CPU, batch 2, resnet50 and resnet18
     .venv/bin/python bench/step.py --threads 1 --repeats 7
     .venv/bin/python bench/step.py --nets resnet18 --repeats 10 --gpu 0
+    .venv/bin/python bench/step.py --precision float32   # one process, float32 only
 """
 import argparse
+import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -46,6 +58,11 @@ def parse_args():
     p.add_argument('--gpu', type=int, default=None, help='GPU id (default: CPU)')
     p.add_argument('--threads', type=int, default=None,
                    help='OMP_NUM_THREADS for MXNet (default: as the environment says)')
+    p.add_argument('--precision', choices=['both', 'float32', 'amp'], default='both',
+                   help='float32, AMP, or both side by side (default; child processes)')
+    p.add_argument('--rounds', type=int, default=2,
+                   help='with --precision both: child processes per precision, alternated')
+    p.add_argument('--json', default=None, help=argparse.SUPPRESS)  # a child's raw timings
     return p.parse_args()
 
 
@@ -140,8 +157,9 @@ def bench_net(name, args, ctx):
             w, c = timed(fn)
             wall[k].append(w)
             cpu[k].append(c)
-    print('\n== %s, batch %d (%d sampled images), input %d, attention %d, sampled %d, %s ==' % (
-        name, b, 2 * b, args.input_size, args.att_size, args.sample_size, ctx))
+    print('\n== %s, batch %d (%d sampled images), input %d, attention %d, sampled %d, %s, %s =='
+          % (name, b, 2 * b, args.input_size, args.att_size, args.sample_size, ctx,
+             args.precision_label))
     print('  %-10s %12s %12s %12s' % ('case', 'wall median', 'wall min', 'cpu median'))
     for k in cases:
         print('  %-10s %9.1f ms %9.1f ms %9.1f ms' % (k, 1e3 * np.median(wall[k]),
@@ -157,11 +175,73 @@ def bench_net(name, args, ctx):
     return wall, cpu
 
 
+def _child(args, precision, out):
+    """This script in a new process for one precision; returns its timings or None (printed
+    reason) when it failed."""
+    argv = [sys.executable, os.path.abspath(__file__), '--precision', precision, '--json', out,
+            '--nets', args.nets, '--batch-size', str(args.batch_size), '--num-classes',
+            str(args.num_classes), '--input-size', str(args.input_size), '--att-size',
+            str(args.att_size), '--sample-size', str(args.sample_size), '--repeats',
+            str(args.repeats), '--warmup', str(args.warmup)]
+    argv += ['--gpu', str(args.gpu)] if args.gpu is not None else []
+    argv += ['--threads', str(args.threads)] if args.threads is not None else []
+    done = subprocess.run(argv, capture_output=True, text=True)
+    sys.stdout.write(done.stdout)
+    if done.returncode != 0:
+        err = done.stderr.strip().splitlines()
+        print('  %s: the child process failed: %s' % (precision, err[-1] if err else
+                                                       'exit %d' % done.returncode))
+        return None
+    with open(out) as f:
+        return json.load(f)
+
+
+def compare(args):
+    """float32 and AMP children alternated; pooled medians and spreads, AMP / float32."""
+    pooled = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            for precision in ('float32', 'amp'):
+                if pooled.get(precision, True) is None:
+                    continue  # AMP failed once: it will fail again
+                got = _child(args, precision, os.path.join(tmp, '%s-%d.json' % (precision, r)))
+                if got is None:
+                    pooled[precision] = None
+                    continue
+                into = pooled.setdefault(precision, dict(label=got['label'], nets={}))
+                for net, kinds in got['nets'].items():
+                    for kind, cases in kinds.items():
+                        for case, times in cases.items():
+                            into['nets'].setdefault(net, {}).setdefault(kind, {}) \
+                                .setdefault(case, []).extend(times)
+    f32, amp = pooled.get('float32'), pooled.get('amp')
+    if not f32 or not amp:
+        print('\nno AMP / float32 comparison: %s did not run' % ('AMP' if f32 else 'float32'))
+        return
+    print('\n== AMP (%s) against float32, %d rounds x %d repeats each, pooled ==' % (
+        amp['label'], args.rounds, args.repeats))
+    print('  %-9s %-10s %-5s %24s %24s %8s' % ('net', 'case', 'time', 'float32 median [min-max]',
+                                               'AMP median [min-max]', 'AMP/f32'))
+    for net in f32['nets']:
+        for case in f32['nets'][net]['wall']:
+            for kind in ('wall', 'cpu'):
+                a, b = f32['nets'][net][kind][case], amp['nets'][net][kind][case]
+                print('  %-9s %-10s %-5s %9.1f [%5.1f-%5.1f] ms %9.1f [%5.1f-%5.1f] ms %8.3f' % (
+                    net, case, kind, 1e3 * np.median(a), 1e3 * min(a), 1e3 * max(a),
+                    1e3 * np.median(b), 1e3 * min(b), 1e3 * max(b),
+                    np.median(b) / np.median(a)))
+
+
 def main():
     global mx, autograd, ops, mz, TASNLoss
     args = parse_args()
     if args.threads is not None:
         os.environ['OMP_NUM_THREADS'] = str(args.threads)
+    if args.precision == 'both':
+        from tasn_gluon.engine.precision import cpu_model
+        print('step benchmark, float32 and AMP; %s; python %s' % (
+            cpu_model() if args.gpu is None else 'GPU %d' % args.gpu, sys.version.split()[0]))
+        return compare(args)
     import mxnet
     from mxnet import autograd as _autograd
     from tasn_gluon import ops as _ops, model_zoo as _mz
@@ -169,11 +249,20 @@ def main():
     mx, autograd, ops, mz, TASNLoss = mxnet, _autograd, _ops, _mz, _TASNLoss
     ops.load()
     ctx = mx.gpu(args.gpu) if args.gpu is not None else mx.cpu()
+    args.precision_label = 'float32'
+    if args.precision == 'amp':  # before any network is built
+        from tasn_gluon.engine.precision import enable_amp
+        args.precision_label = enable_amp([ctx]) + ' AMP'
     print('mxnet %s, OMP_NUM_THREADS=%s, repeats %d, warmup %d'
           % (mx.__version__, os.environ.get('OMP_NUM_THREADS', 'default'), args.repeats,
              args.warmup))
+    nets = {}
     for name in args.nets.split(','):
-        bench_net(name.strip(), args, ctx)
+        wall, cpu = bench_net(name.strip(), args, ctx)
+        nets[name.strip()] = dict(wall=wall, cpu=cpu)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(label=args.precision_label, nets=nets), f)
 
 
 if __name__ == '__main__':

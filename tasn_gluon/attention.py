@@ -9,10 +9,15 @@ With X the feature map reshaped to (C, HW)::
     R  = N1 @ X^T                        # (C, C) channel relations; right factor is raw X
     N2 = softmax over the last axis of R # relation normalisation
     M  = N2 @ X                          # (C, HW): C attention maps
+
+Under mixed precision (``--amp``) the block computes in float32 whatever dtype X arrives in
+(:func:`amp_float32`): the spatial softmax of 7 X saturates in low precision, and
+the maps feed exact comparisons (``tasn_gluon.maps``) and the float32-only sampler.
 """
+from mxnet.contrib import amp as _amp
 from mxnet.gluon.block import HybridBlock
 
-__all__ = ['TrilinearAttention', 'ATTENTION_VARIANTS']
+__all__ = ['TrilinearAttention', 'ATTENTION_VARIANTS', 'amp_float32']
 
 # variant -> (spatial softmax, relation softmax); 'identity' uses the feature channels as maps
 ATTENTION_VARIANTS = {
@@ -22,6 +27,15 @@ ATTENTION_VARIANTS = {
     'relation': (False, True),   # softmax_rows(X X^T) X
     'identity': None,            # M = X
 }
+
+
+def amp_float32(F, x):
+    """``x`` cast to float32 while mixed precision is on in this process (``amp.init``: the
+    input may then be float16/bfloat16), else ``x`` itself. Without AMP no node is added, so
+    float32 and float64 graphs stay exactly as they were (MXNet's CPU ``amp_cast`` has no
+    float64 kernel). Decided when the graph is built, which under AMP comes after
+    ``amp.init`` (engine/precision.py)."""
+    return F.amp_cast(x, dtype='float32') if _amp.amp._amp_initialized else x
 
 
 class TrilinearAttention(HybridBlock):
@@ -54,7 +68,7 @@ class TrilinearAttention(HybridBlock):
         if self.variant == 'identity':
             return None
         spatial, relation = ATTENTION_VARIANTS[self.variant]
-        flat = F.reshape(x, (0, 0, -1))                             # (N, C, HW)
+        flat = F.reshape(amp_float32(F, x), (0, 0, -1))             # (N, C, HW)
         left = F.softmax(flat * self.softmax_scale, axis=-1) if spatial else flat
         rel = F.batch_dot(left, flat, transpose_b=True)             # (N, C, C)
         return F.softmax(rel, axis=-1) if relation else rel
@@ -66,7 +80,8 @@ class TrilinearAttention(HybridBlock):
         Computed as (weights @ relation) @ X: two small products instead of the (C x C) @
         (C x HW) one, since TASN only needs the channel sum and one (or the sum of) channels.
         """
-        flat = F.reshape(x, (0, 0, -1))
+        flat = F.reshape(amp_float32(F, x), (0, 0, -1))
+        weights = amp_float32(F, weights)
         rel = self.relation(F, x)
         if rel is not None:
             weights = F.batch_dot(weights, rel)                     # (N, K, C)
@@ -74,6 +89,7 @@ class TrilinearAttention(HybridBlock):
         return F.reshape_like(out, x, lhs_begin=2, rhs_begin=2)
 
     def hybrid_forward(self, F, x):
+        x = amp_float32(F, x)
         rel = self.relation(F, x)
         if rel is None:
             return F.identity(x)

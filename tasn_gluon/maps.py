@@ -25,7 +25,10 @@ copies of a handful. The official code tells maps apart by their spatial sums: p
   does not matter).
 
 Ties are exact float equality, as in the official code: tied maps come from identical rows of
-the relation matrix and are computed by identical arithmetic.
+the relation matrix and are computed by identical arithmetic. Under mixed precision (``--amp``)
+the features are cast to float32 first (``attention.amp_float32``): they arrive in
+float16/bfloat16, whose 8- or 11-bit significands would tie distinct maps, and the sampler that
+reads the profiles has float32/float64 kernels only.
 
 Every resize is MXNet's align-corners bilinear ``contrib.BilinearResize2D``, as in the official
 graph. The functions take the namespace ``F`` (``mx.nd`` or ``mx.sym``) first, so they work
@@ -41,6 +44,8 @@ hybridized mode alike. The random draw comes from ``random.uniform_like``, so it
 ``mx.random.seed``.
 """
 from mxnet.gluon.block import HybridBlock
+
+from .attention import amp_float32
 
 __all__ = ['resize_bilinear', 'train_indicator', 'channel_sums', 'distinct_mask',
            'official_structure_mask', 'structure_weights', 'draw_distinct', 'detail_weights',
@@ -73,6 +78,7 @@ def channel_sums(F, x, attention=None):
     ``attention`` (a TrilinearAttention) given, of the maps ``M = relation @ X`` of the features
     ``x`` without forming them (``sum over positions of M = relation @ (sum over positions of
     X)``)."""
+    x = amp_float32(F, x)   # exact comparisons follow (module docstring)
     sums = F.sum(F.reshape(x, (0, 0, -1)), axis=-1, keepdims=True)          # (N, C, 1)
     rel = attention.relation(F, x) if attention is not None else None
     if rel is not None:
@@ -88,6 +94,7 @@ def _index_pairs(F, sums, compare):
 
 def distinct_mask(F, sums):
     """(N, C): 1 for the first channel of every group of channels with equal sums, else 0."""
+    sums = amp_float32(F, sums)
     equal = F.broadcast_equal(F.expand_dims(sums, axis=2), F.expand_dims(sums, axis=1))
     later = _index_pairs(F, sums, F.broadcast_greater)                      # [i, j] = i > j
     earlier_twins = F.sum(F.broadcast_mul(equal, F.expand_dims(later, axis=0)), axis=-1)
@@ -96,7 +103,7 @@ def distinct_mask(F, sums):
 
 def official_structure_mask(F, sums):
     """(N, C): the official ``Structure_Att`` weights (see the module docstring)."""
-    ordered = F.sort(sums, axis=-1)
+    ordered = F.sort(amp_float32(F, sums), axis=-1)
     changed = F.slice_axis(ordered, axis=1, begin=1, end=None) != \
         F.slice_axis(ordered, axis=1, begin=0, end=-1)
     return F.concat(F.ones_like(F.slice_axis(ordered, axis=1, begin=0, end=1)), changed, dim=1)
@@ -186,7 +193,7 @@ def sampler_inputs(F, x, input_size, attention=None, official_mask=False, channe
     row (y) and column (x) profiles (N, input_size), the two upsampled maps (N, input_size,
     input_size), and the number of distinct maps of each image (N,). No gradient flows back.
     """
-    x = F.BlockGrad(x)
+    x = amp_float32(F, F.BlockGrad(x))                     # float32 under AMP (docstring)
     sums = channel_sums(F, x, attention)                                   # (N, C)
     first = distinct_mask(F, sums)
     detail = detail_weights(F, first, channel=channel)
@@ -207,7 +214,7 @@ def sampler_inputs(F, x, input_size, attention=None, official_mask=False, channe
 def structure_profiles(F, x, input_size, attention=None, official_mask=False):
     """Row and column profiles (N, input_size) of the structure map only (inference), as
     :func:`sampler_inputs` computes them."""
-    x = F.BlockGrad(x)
+    x = amp_float32(F, F.BlockGrad(x))                     # float32 under AMP (docstring)
     weights = F.expand_dims(structure_weights(F, channel_sums(F, x, attention), official_mask),
                             axis=1)                                        # (N, 1, C)
     small = weighted_maps(F, x, weights) if attention is None \

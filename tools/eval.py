@@ -36,6 +36,8 @@ def parse_args(argv=None):
     a('--verify-data', choices=['full', 'headers', 'none'], default='full',
       help='check of the record files before use: full (default: structure and checksums), '
            'headers (structure only) or none')
+    a('--amp', action='store_true',
+      help='evaluate in mixed precision (float16 on GPUs, bfloat16 on CPUs; checkpoints only)')
     cli.add_network_flags(p, 'network, for a .params file without a run configuration beside it')
     return p.parse_args(argv)
 
@@ -49,7 +51,7 @@ def main(argv=None):
                                              get_contexts(args.gpus), batch_size=args.batch_size,
                                              overrides=overrides,
                                              num_threads=args.num_data_threads,
-                                             verify=args.verify_data)
+                                             verify=args.verify_data, amp=args.amp)
         if args.label:
             res['label'] = args.label
         if args.out:

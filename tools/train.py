@@ -14,6 +14,7 @@ Every setting left unset comes from the --dataset recipe (cub: the official reci
 defaults shown are that recipe's: `--dataset cars --help` shows another's). The resolved
 configuration is logged at start and saved as OUT/config.json.
 """
+import argparse
 import sys
 
 from tasn_gluon import cli
@@ -71,6 +72,9 @@ def parse_args(argv=None):
     a('--kd-weight', 'weight of the KD term (0: ablation)', type=float)
     a('--uniform-sampler', 'ablation: sample with uniform profiles (no attention)',
       action='store_const', const=True)
+    a('--amp', 'mixed precision (mxnet.contrib.amp): float16 on GPUs, bfloat16 on CPUs; '
+      'parameters, sampler and losses stay float32 (a resumed run keeps its setting unless '
+      'given)', action=argparse.BooleanOptionalAction)
     a('--cpu-augment', 'all augmentation in the record iterator, also when training on GPUs',
       dest='augment_on_device', action='store_const', const=False)
     a('--verify-data', 'check of the record files before use: full (structure and checksums), '

@@ -14,6 +14,7 @@ from .evaluation import (EvaluationError, LoadedModel, evaluate_checkpoint, load
                          validate, write_result_json)
 from .training import TrainingDiverged, prepare, run, train, train_step
 from .prediction import Prediction, PredictionResults, Predictor, Skipped
+from .precision import AMPError, enable_amp
 
 __all__ = ['DeviceError', 'get_contexts', 'parse_gpus', 'per_device_batch_size', 'RECIPES',
            'RunConfig', 'lr_at_epoch', 'lr_schedule', 'resolve_config', 'CheckpointError',
@@ -21,4 +22,4 @@ __all__ = ['DeviceError', 'get_contexts', 'parse_gpus', 'per_device_batch_size',
            'plot_curves', 'read_metrics_csv', 'write_metrics_csv', 'build_loss', 'build_net',
            'EvaluationError', 'LoadedModel', 'evaluate_checkpoint', 'load_model', 'validate',
            'write_result_json', 'TrainingDiverged', 'prepare', 'run', 'train', 'train_step',
-           'Prediction', 'PredictionResults', 'Predictor', 'Skipped']
+           'Prediction', 'PredictionResults', 'Predictor', 'Skipped', 'AMPError', 'enable_amp']

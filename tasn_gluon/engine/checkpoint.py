@@ -4,7 +4,8 @@ A run directory holds, per saved epoch E (1-based count of completed epochs)::
 
     epoch-00E.params   the network's parameters (``save_parameters``)
     epoch-00E.states   the trainer's states (``Trainer.save_states``: optimizer, momentum)
-    epoch-00E.json     epoch, RNG record, metrics history, config, size and SHA-256 of both files
+    epoch-00E.json     epoch, RNG record, metrics history, config, size and SHA-256 of both files,
+                       and for a run with --amp the dynamic loss scaler's state (amp_loss_scaler)
 
 and ``checkpoint.json``, which names the last complete checkpoint. Every file is first written
 under a temporary name in the same folder, flushed to disk and then renamed over its final name

@@ -78,6 +78,9 @@ class RunConfig:
     gpus: str = ''
     kvstore: Optional[str] = None     # None: 'device' on several devices, else 'local'
     num_cpu_contexts: int = 1         # > 1: several CPU contexts (data parallelism without GPUs)
+    # mixed precision (mxnet.contrib.amp): float16 on GPUs, bfloat16 on CPUs; the parameters,
+    # the sampler, the attention and the losses stay float32 (engine/precision.py)
+    amp: bool = False
     # bookkeeping
     seed: int = 0
     log_interval: int = 20
@@ -144,6 +147,12 @@ class RunConfig:
                              % (', '.join(VERIFY_LEVELS), self.verify_data))
         if self.last_batch not in ('wrap', 'discard'):
             raise ValueError('--last-batch must be wrap or discard, not %r' % self.last_batch)
+        if not isinstance(self.amp, bool):
+            raise ValueError('--amp is a switch (true or false), not %r' % (self.amp,))
+        if self.amp and self.kvstore == 'dist_async':
+            # the servers apply the updates: a step whose gradients overflowed cannot be skipped
+            raise ValueError('--amp cannot be used with --kvstore dist_async (the servers update '
+                             'the weights, so AMP cannot skip a step whose gradients overflowed)')
         if self.keep_checkpoints < 0:
             raise ValueError('--keep-checkpoints must be >= 0 (0 keeps all)')
         self._validate_schedule()

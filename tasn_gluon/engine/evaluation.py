@@ -23,7 +23,7 @@ import numpy as np
 from .. import ops
 from ..data import DatasetError, read_dataset_info
 from ..losses import HEADS, distillation_loss
-from . import builders
+from . import builders, precision
 from .checkpoint import (CheckpointError, atomic_write_text, find_checkpoint, read_export_info,
                          record_of_params)
 from .config import RunConfig
@@ -150,6 +150,8 @@ def format_result(result):
     if result.get('distinct_maps') is not None:
         lines.append('distinct attention maps per image %.1f' % result['distinct_maps'])
     lines.append('images       %d' % result['num_images'])
+    if result.get('amp'):
+        lines.append('precision    %s mixed precision (AMP)' % result['amp'])
     return '\n'.join(lines)
 
 
@@ -221,17 +223,26 @@ def _load_exported(sym_file, ctx, overrides):
                        dict(checkpoint=os.path.abspath(sym_file), params=os.path.abspath(params)))
 
 
-def load_model(checkpoint, ctx, overrides=None):
+def load_model(checkpoint, ctx, overrides=None, amp=False):
     """Loads ``checkpoint``: a run directory (its newest complete checkpoint, verified), an
     ``epoch-NNNN.params`` file (verified against its record when one lies beside it), or an
     exported model (``NAME-symbol.json`` or the prefix NAME). ``overrides`` are network settings
     (``method``, ``net``, ``num_classes``, ``input_size`` ...) for a ``.params`` file without a
-    configuration beside it. Returns a :class:`LoadedModel`."""
+    configuration beside it. ``amp``: build the network under mixed precision
+    (``precision.enable_amp(ctx)``, for the whole process; checkpoints only: an exported graph
+    is a fixed float32 graph). ``cfg.amp`` of the result says how it runs, whatever the run was
+    trained with. Returns a :class:`LoadedModel`."""
     overrides = {k: v for k, v in dict(overrides or {}).items() if v is not None}
+    overrides['amp'] = bool(amp)
     checkpoint = os.fspath(checkpoint)
     ctx = list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
     sym_file = _exported_graph(checkpoint)
     if sym_file is not None:
+        if amp:
+            # a SymbolBlock runs the graph read from JSON: AMP's patched functions never see it
+            raise EvaluationError('--amp applies to checkpoints (a run directory or an '
+                                  'epoch-NNNN.params file); the exported graph %s runs in '
+                                  'float32' % sym_file)
         return _load_exported(sym_file, ctx, overrides)
     if os.path.isdir(checkpoint):
         record = find_checkpoint(checkpoint)
@@ -249,6 +260,8 @@ def load_model(checkpoint, ctx, overrides=None):
                                 'epoch-NNNN.params file, or an exported NAME-symbol.json)'
                                 % checkpoint)
     cfg = _network_config(saved, overrides, checkpoint)
+    if amp:  # before the network is built
+        precision.enable_amp(ctx)
     net = builders.build_net(cfg, ctx)
     try:
         net.load_parameters(params, ctx=ctx)
@@ -297,12 +310,13 @@ def check_classes(model, num_classes, class_names, where):
 
 
 def evaluate_checkpoint(checkpoint, data_dir, ctx, batch_size=None, out=None, overrides=None,
-                        num_threads=None, verify='full'):
+                        num_threads=None, verify='full', amp=False):
     """Evaluates a checkpoint on ``data_dir``'s val set (its record files checked first as
     ``verify`` says: 'full', 'headers' or 'none'); returns (and optionally writes) the eval JSON
-    dict."""
+    dict. ``amp``: evaluate under mixed precision (see :func:`load_model`); the JSON's ``amp``
+    is then the low-precision dtype, else None (float32)."""
     ds = read_dataset_info(data_dir)
-    model = load_model(checkpoint, ctx, overrides)
+    model = load_model(checkpoint, ctx, overrides, amp=amp)
     check_classes(model, ds['num_classes'], ds['class_names'], data_dir)
     bs = int(batch_size or model.cfg.eval_batch_size or model.cfg.batch_size)
     bs = max(len(ctx), bs - bs % len(ctx))
@@ -327,7 +341,7 @@ def evaluate_checkpoint(checkpoint, data_dir, ctx, batch_size=None, out=None, ov
                          num_val=int(ds['num_val']), sample_size=cfg.sample_size,
                          input_size=cfg.input_size, legacy_sampler=cfg.legacy_sampler,
                          uniform_sampler=cfg.uniform_sampler, kd_weight=cfg.kd_weight,
-                         **model.source)
+                         amp=precision.amp_dtype() if cfg.amp else None, **model.source)
     if out:
         write_result_json(out, result)
     return result

@@ -30,7 +30,7 @@ from mxnet import autograd, gluon
 from ..data import DatasetError, check_split, count_shard, read_dataset_info
 from ..losses import HEADS
 from ..model_zoo import ATTENTION_NET, find_pretrained
-from . import builders
+from . import builders, precision
 from .checkpoint import (CheckpointError, atomic_write_text, find_checkpoint, load_checkpoint,
                          remove_stale_temporaries, restore_rng, rng_record, save_checkpoint)
 from .config import (STRUCTURAL_KEYS, RunConfig, format_config, lr_at_epoch, lr_schedule,
@@ -145,8 +145,20 @@ def make_trainer(net, cfg, kv):
     The learning rate is set before every step on the workers (``set_learning_rate``), so on
     ``dist_sync``/``dist_device_sync`` the update runs on the workers
     (``update_on_kvstore=False``: the servers only sum gradients); ``dist_async`` updates on
-    the servers, which do not see later learning-rate changes (a warning says so)."""
+    the servers, which do not see later learning-rate changes (a warning says so).
+
+    With ``cfg.amp`` (after ``precision.enable_amp``) the trainer gets AMP's dynamic loss
+    scaler, and the update always runs on the workers: the scaler skips a step whose gradients
+    overflowed, which it can only do before the update (with ``update_on_kvstore`` the store
+    would already have applied it). SGD is multi-precision there: MXNet 1.9.1's SGD keeps a
+    float32 master copy of each float16 parameter and updates that. Under AMP every parameter
+    stays float32 (AMP casts the weights inside the graph, and their gradients come back
+    float32), so the update is the plain float32 one and the states hold no extra copies; the
+    flag only acts on a network whose parameters were cast to float16.
+    """
     opt_params = dict(learning_rate=lr_at_epoch(cfg, 0), momentum=cfg.momentum, wd=cfg.wd)
+    if cfg.amp:
+        opt_params['multi_precision'] = True
     if kv == 'horovod':
         import horovod.mxnet as hvd
         params = net.collect_params()
@@ -155,17 +167,20 @@ def make_trainer(net, cfg, kv):
             raise ValueError('--kvstore horovod runs one process per GPU: give each process '
                              'one --gpus id, e.g. --gpus $HOROVOD_LOCAL_RANK')
         hvd.broadcast_parameters(params, root_rank=0)
-        return hvd.DistributedTrainer(params, 'sgd', opt_params)
+        trainer = hvd.DistributedTrainer(params, 'sgd', opt_params)
+        # after the constructor, which divides the gradient scale by the number of workers
+        return precision.init_trainer(trainer) if cfg.amp else trainer
     update_on_kvstore = None
     kv_type = kv if isinstance(kv, str) else kv.type
-    if kv_type in ('dist_sync', 'dist_device_sync'):
+    if kv_type in ('dist_sync', 'dist_device_sync') or cfg.amp:
         update_on_kvstore = False
     elif kv_type == 'dist_async':
         logger.warning('dist_async updates on the servers: the learning-rate schedule (steps, '
                        'warm-up, cosine) does not reach them; the initial learning rate stays '
                        'in force')
-    return gluon.Trainer(net.collect_params(), 'sgd', opt_params, kvstore=kv,
-                         update_on_kvstore=update_on_kvstore)
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', opt_params, kvstore=kv,
+                            update_on_kvstore=update_on_kvstore)
+    return precision.init_trainer(trainer) if cfg.amp else trainer
 
 
 def _find_weights(cfg):
@@ -202,8 +217,8 @@ def _check_weights(cfg):
 
 
 def _restore(net, trainer, record, ctx):
-    """Loads a resumed run's parameters, trainer states and generator states; returns
-    ``(history, epochs done)``."""
+    """Loads a resumed run's parameters, trainer states, AMP loss-scaler state and generator
+    states; returns ``(history, epochs done)``."""
     if record.get('trainer_states_dropped'):
         raise CheckpointError('%s cannot be resumed: its trainer states were deleted (a run '
                               'kept for evaluation only, as make demo keeps them)'
@@ -211,6 +226,16 @@ def _restore(net, trainer, record, ctx):
     net.load_parameters(record['params_path'], ctx=ctx)
     if record.get('states_path'):
         trainer.load_states(record['states_path'])
+    saved_scaler = record.get('amp_loss_scaler')
+    if precision.loss_scaler(trainer) is not None:
+        if saved_scaler:
+            precision.restore_scaler(trainer, saved_scaler, record['record_path'])
+        else:
+            logger.info('the resumed run trained in float32 so far; AMP starts with a new loss '
+                        'scale')
+    elif saved_scaler:
+        logger.info('the resumed run trained with AMP (%s); it continues in float32',
+                    saved_scaler.get('dtype'))
     restore_rng(record.get('rng'))
     logger.info('resuming from %s (epoch %d complete)', record['record_path'], record['epoch'])
     return list(record.get('history', [])), int(record['epoch'])
@@ -231,6 +256,8 @@ def prepare(overrides, ctx=None):
     if record is None:  # a resumed run's weights come from its checkpoint
         cfg = _find_weights(cfg)
         _check_weights(cfg)
+    if cfg.amp:  # before any network is built (process-wide and final: engine/precision.py)
+        precision.enable_amp(ctx)
     data_dir = os.path.abspath(builders.prepare_data_dir(cfg, may_generate=record is None))
     ds = read_dataset_info(data_dir)
     if record is not None and (ds['num_classes'] != cfg.num_classes or
@@ -258,15 +285,18 @@ def prepare(overrides, ctx=None):
 
 # ------------------------------------------------------------------------------ training
 
-def forward_losses(net, loss_fn, datas, labels):
-    """Forward in training mode on every device; returns (losses, outputs) per device."""
+def forward_losses(net, loss_fn, datas, labels, trainer=None):
+    """Forward in training mode on every device; returns ``(losses, outputs, heads)`` per
+    device: ``heads`` are what to differentiate, the losses times the AMP loss scale when
+    ``trainer`` has an AMP loss scaler (the product recorded), else the losses themselves."""
     losses, outputs = [], []
     with autograd.record():
         for x, y in zip(datas, labels):
             out = net(x)
             losses.append(loss_fn(out, y))
             outputs.append(out)
-    return losses, outputs
+        heads = precision.scale_losses(losses, trainer) if trainer is not None else losses
+    return losses, outputs, heads
 
 
 def reported_logits(out):
@@ -279,20 +309,25 @@ def train_step(net, trainer, loss_fn, data, label, ctx, step_size, where='', aug
 
     ``augment`` (the iterator's ``device_augment``, if any) is applied to each device's share
     of the batch. The loss is checked before the update: a non-finite value raises
-    ``TrainingDiverged`` and leaves the parameters untouched.
+    ``TrainingDiverged`` and leaves the parameters untouched. Under AMP (a trainer with a loss
+    scaler) the scaled losses are differentiated, and a step whose gradients overflowed is
+    skipped by the trainer (logged; the loss scale halves).
     """
     datas = gluon.utils.split_and_load(data, ctx, even_split=True)
     if augment is not None:
         datas = [augment(d) for d in datas]
     labels = gluon.utils.split_and_load(label, ctx, even_split=True)
-    losses, outputs = forward_losses(net, loss_fn, datas, labels)
+    losses, outputs, heads = forward_losses(net, loss_fn, datas, labels, trainer)
     values = np.concatenate([l.asnumpy().reshape(-1) for l in losses])
     if not np.all(np.isfinite(values)):
         raise TrainingDiverged('the training loss became %s %s; training stopped before this '
                                'update, the last checkpoint is intact'
                                % ('NaN' if np.isnan(values).any() else 'infinite', where))
-    autograd.backward(losses)
+    autograd.backward(heads)
     trainer.step(step_size)
+    if precision.step_skipped(trainer):
+        logger.info('AMP: a gradient overflowed %s; the update was skipped, the loss scale is '
+                    'now %g', where, precision.scaler_state(trainer)['next_loss_scale'])
     logits = np.concatenate([reported_logits(o).asnumpy() for o in outputs], axis=0)
     return values, logits
 
@@ -396,9 +431,11 @@ def finish_epoch(tr, epoch, row):
         raise TrainingDiverged('epoch %d ended with non-finite %s; not saved, the last '
                                'checkpoint is intact' % (epoch + 1, bad or 'val loss'))
     tr.history.append(row)
+    scaler = precision.scaler_state(tr.trainer)
     save_checkpoint(cfg.out, epoch + 1, tr.net, tr.trainer, history=tr.history,
                     config=cfg.to_dict(), rng=rng_record(cfg.seed, epoch + 1),
-                    keep=cfg.keep_checkpoints)
+                    keep=cfg.keep_checkpoints,
+                    extra=dict(amp_loss_scaler=scaler) if scaler else None)
     write_metrics_csv(os.path.join(cfg.out, 'metrics.csv'), tr.history)
     try:
         plot_curves(os.path.join(cfg.out, 'curves.png'), tr.history,
@@ -422,6 +459,11 @@ def train(tr):
                 '%s val)', tr.ctx, tr.kv if isinstance(tr.kv, str) else tr.kv.type, tr.rank,
                 tr.num_workers, tr.dataset.get('name'), cfg.num_classes,
                 tr.dataset.get('num_train'), tr.dataset.get('num_val'))
+    scaler = precision.scaler_state(tr.trainer)
+    logger.info('precision: %s', 'float32' if scaler is None else
+                '%s mixed precision (AMP), float32 parameters, multi-precision SGD, dynamic '
+                'loss scale %g (%d clean steps since the last change)'
+                % (scaler['dtype'], scaler['loss_scale'], scaler['unskipped']))
     if tr.rank == 0:
         if tr.resumed_from:
             for path in remove_stale_temporaries(cfg.out):

@@ -34,7 +34,7 @@ from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
 from .. import ops
-from ..attention import TrilinearAttention
+from ..attention import TrilinearAttention, amp_float32
 from ..maps import (MapsToProfiles, channel_sums, distinct_mask, resize_bilinear, sampler_inputs,
                     structure_profiles)
 from .attention_net import AttentionNet
@@ -165,6 +165,9 @@ class _SamplerMixin:
 
     def _sample(self, F, x, att_y, att_x):
         # no gradient to the profiles (operator); to the image, the transpose of the sampling
+        # float32 in (and out) under AMP: its lists do not know the extension operator, whose
+        # kernels are float32/float64 only; the backbone's first convolution casts again
+        x, att_y, att_x = (amp_float32(F, v) for v in (x, att_y, att_x))
         if self.uniform_sampler:  # ablation: plain resizes, the sampler's contribution removed
             att_y, att_x = F.ones_like(att_y), F.ones_like(att_x)
         return ops.att_sampler(x, att_y, att_x, **self._sampler_attrs)
@@ -257,7 +260,9 @@ class TASN(_SamplerMixin, HybridBlock):
         pooled = self.backbone(F.concat(detail, struct, dim=0))
         pooled_d, pooled_s = F.split(pooled, num_outputs=2, axis=0)
         aux_d, aux_s = F.split(self.fc(pooled), num_outputs=2, axis=0)
-        return att_logits, self.fc_part(pooled_d), self.fc_master(pooled_s), aux_d, aux_s
+        # logits in float32 under AMP too: the losses, metrics and NumPy read them
+        return tuple(amp_float32(F, z) for z in (att_logits, self.fc_part(pooled_d),
+                                                  self.fc_master(pooled_s), aux_d, aux_s))
 
     def predictor(self):
         """The :class:`TASNPredictor` of this network, sharing its parameters (made once)."""
@@ -369,7 +374,7 @@ class TASNPredictor(_SamplerMixin, HybridBlock):
                                                                               self.att_size))))
         sy, sx = structure_profiles(F, feats, self.input_size, self.attention,
                                     self.legacy_sampler)
-        return self.fc(self.backbone(self._sample(F, x, sy, sx)))
+        return amp_float32(F, self.fc(self.backbone(self._sample(F, x, sy, sx))))
 
 
 class Baseline(HybridBlock):
@@ -397,7 +402,7 @@ class Baseline(HybridBlock):
             self.fc = nn.Dense(num_classes, in_units=self.backbone.out_channels, prefix='fc1_')
 
     def hybrid_forward(self, F, x):
-        return self.fc(self.backbone(resize_bilinear(F, x, self.sample_size)))
+        return amp_float32(F, self.fc(self.backbone(resize_bilinear(F, x, self.sample_size))))
 
 
 def _initialize(net, ctx):
