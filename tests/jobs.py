@@ -21,7 +21,7 @@ NUM_CLASSES = 8  # = training images of the one-image-per-class set: one per cla
 # kvstore server runs and exits inside it); workers run tools/train.py as `python tools/train.py`
 # would, with the engine's builders wrapped to record the batches and keep the network.
 WRAPPER = textwrap.dedent('''
-    import json, os, runpy, sys
+    import gc, json, os, runpy, sys
     import mxnet as mx
     from tasn_gluon.engine import builders
 
@@ -72,6 +72,10 @@ WRAPPER = textwrap.dedent('''
         state['net'].save_parameters(os.path.join(out, 'worker-%d.params' % rank))
         with open(os.path.join(out, 'worker-%d.json' % rank), 'w') as f:
             json.dump(dict(seen, pid=os.getpid(), code=code), f)
+    # the network's parameters lead to the trainer and its distributed kvstore, which must be
+    # freed before the interpreter exits (as tools/train.py does)
+    state.clear()
+    gc.collect()
     sys.exit(code)
 ''')
 

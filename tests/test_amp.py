@@ -10,6 +10,7 @@ import json
 import os
 import platform
 
+import cv2
 import mxnet as mx
 import numpy as np
 import pytest
@@ -256,6 +257,13 @@ def test_amp_command_lines(bf16, tiny_synthetic, tmp_path, tool):
     assert 'bfloat16 mixed precision (AMP)' in done.stdout
     r = json.load(open(res))
     assert r['amp'] == 'bfloat16' and r['num_images'] == 12 and 0 <= r['top1'] <= 1
+    image = str(tmp_path / 'bird.jpg')
+    cv2.imwrite(image, (np.random.RandomState(0).rand(80, 100, 3) * 255).astype(np.uint8))
+    done = tool('predict', '--checkpoint', out, image, '--amp', '--out', tmp_path / 'p.json')
+    assert done.returncode == 0, done.stderr
+    (p,) = json.load(open(str(tmp_path / 'p.json')))['predictions']
+    probs = [t['probability'] for t in p['top']]
+    assert len(probs) == 4 and abs(sum(probs) - 1) < 1e-9      # float64 softmax of all classes
 
 
 @pytest.mark.multiprocess

@@ -50,6 +50,8 @@ def parse_args(argv=None):
       help="class names for a model that records none (a converted official checkpoint): a "
            "packed dataset folder or a text file, one name per line (default: the model's)")
     a('--gpus', default='', help='GPU ids: "0", "0-3", "0,2"; empty (default) for CPU')
+    a('--amp', action='store_true', help='mixed precision (float16 on GPUs, bfloat16 on CPUs; '
+                                         'checkpoints only)')
     cli.add_network_flags(p, 'network, for a .params file without a run configuration beside it')
     args = p.parse_args(argv)
     if args.top_k < 1 or args.batch_size < 1:
@@ -74,10 +76,9 @@ def main(argv=None):
         if args.out:
             output_format(args.out)              # a bad extension fails before any work
         ctx = get_contexts(args.gpus)
-        # AMP goes here: enable_amp(ctx) must run before the network is built.
         names = read_class_names(args.class_names) if args.class_names else None
         predictor = Predictor.from_checkpoint(args.checkpoint, ctx,
-                                              cli.network_overrides(args), names)
+                                              cli.network_overrides(args), names, amp=args.amp)
         on_batch = None
         if args.pictures:
             _check_pictures(predictor, args.pictures)

@@ -15,6 +15,7 @@ defaults shown are that recipe's: `--dataset cars --help` shows another's). The 
 configuration is logged at start and saved as OUT/config.json.
 """
 import argparse
+import gc
 import sys
 
 from tasn_gluon import cli
@@ -100,6 +101,11 @@ def main(argv=None):
         run = training.prepare(vars(args))
         with run_log(run.out, rank=run.rank):
             training.train(run)
+    # A distributed kvstore must be freed before the interpreter exits (ps-lite aborts the process
+    # otherwise); the trainer and its parameters refer to each other, so only a collection frees
+    # it, and when one last ran depends on what else was allocated.
+    run = None
+    gc.collect()
     return status[0]
 
 

@@ -170,13 +170,15 @@ class Predictor:
             self._set_names(list(class_names))
 
     @classmethod
-    def from_checkpoint(cls, path, ctx=None, overrides=None, class_names=None):
+    def from_checkpoint(cls, path, ctx=None, overrides=None, class_names=None, amp=False):
         """Loads ``path`` (run directory, ``epoch-NNNN.params``, exported ``NAME-symbol.json``
         or its prefix) on ``ctx`` (a Context or a list; default CPU). ``overrides``: network
-        settings for a ``.params`` file without a run configuration beside it."""
+        settings for a ``.params`` file without a run configuration beside it. ``amp``: mixed
+        precision (``engine.precision.enable_amp``, for the whole process; checkpoints
+        only)."""
         ctx = ctx or [mx.cpu()]
         ctx = list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
-        return cls(load_model(path, ctx, overrides), ctx, class_names)
+        return cls(load_model(path, ctx, overrides, amp=amp), ctx, class_names)
 
     @property
     def input_size(self):
