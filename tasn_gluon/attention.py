@@ -17,7 +17,7 @@ the maps feed exact comparisons (``tasn_gluon.maps``) and the float32-only sampl
 from mxnet.contrib import amp as _amp
 from mxnet.gluon.block import HybridBlock
 
-__all__ = ['TrilinearAttention', 'ATTENTION_VARIANTS', 'amp_float32']
+__all__ = ['TrilinearAttention', 'ATTENTION_VARIANTS', 'amp_float32', 'combine_maps']
 
 # variant -> (spatial softmax, relation softmax); 'identity' uses the feature channels as maps
 ATTENTION_VARIANTS = {
@@ -36,6 +36,20 @@ def amp_float32(F, x):
     float64 kernel). Decided when the graph is built, which under AMP comes after
     ``amp.init`` (engine/precision.py)."""
     return F.amp_cast(x, dtype='float32') if _amp.amp._amp_initialized else x
+
+
+def combine_maps(F, x, weights, rel):
+    """Weighted sums of the attention maps ``M = rel @ X`` (``rel`` None: of X itself) without
+    forming them: ``weights`` (N, K, C) -> (N, K, H, W), out[:, k] = sum_c weights[:, k, c] M[:, c],
+    computed as (weights @ rel) @ X: two small products instead of the (C x C) @ (C x HW) one,
+    since TASN only needs two combinations (the structure map and the detail map). A batched
+    product: MXNet's reductions over a middle axis are slow."""
+    flat = F.reshape(amp_float32(F, x), (0, 0, -1))
+    weights = amp_float32(F, weights)
+    if rel is not None:
+        weights = F.batch_dot(weights, rel)                         # (N, K, C)
+    out = F.batch_dot(weights, flat)                                # (N, K, HW)
+    return F.reshape_like(out, x, lhs_begin=2, rhs_begin=2)
 
 
 class TrilinearAttention(HybridBlock):
@@ -74,19 +88,9 @@ class TrilinearAttention(HybridBlock):
         return F.softmax(rel, axis=-1) if relation else rel
 
     def combine(self, F, x, weights):
-        """Weighted sums of the attention maps without forming all of them.
-
-        ``weights`` (N, K, C) -> (N, K, H, W) with out[:, k] = sum_c weights[:, k, c] M[:, c].
-        Computed as (weights @ relation) @ X: two small products instead of the (C x C) @
-        (C x HW) one, since TASN only needs the channel sum and one (or the sum of) channels.
-        """
-        flat = F.reshape(amp_float32(F, x), (0, 0, -1))
-        weights = amp_float32(F, weights)
-        rel = self.relation(F, x)
-        if rel is not None:
-            weights = F.batch_dot(weights, rel)                     # (N, K, C)
-        out = F.batch_dot(weights, flat)                            # (N, K, HW)
-        return F.reshape_like(out, x, lhs_begin=2, rhs_begin=2)
+        """Weighted sums of the attention maps of ``x`` without forming all of them
+        (:func:`combine_maps` with this block's relation)."""
+        return combine_maps(F, x, weights, self.relation(F, x))
 
     def hybrid_forward(self, F, x):
         x = amp_float32(F, x)

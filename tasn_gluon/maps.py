@@ -45,11 +45,11 @@ hybridized mode alike. The random draw comes from ``random.uniform_like``, so it
 """
 from mxnet.gluon.block import HybridBlock
 
-from .attention import amp_float32
+from .attention import amp_float32, combine_maps
 
 __all__ = ['resize_bilinear', 'train_indicator', 'channel_sums', 'distinct_mask',
            'official_structure_mask', 'structure_weights', 'draw_distinct', 'detail_weights',
-           'weighted_maps', 'marginal_profiles', 'sampler_inputs', 'structure_profiles',
+           'marginal_profiles', 'sampler_inputs', 'structure_profiles',
            'MapsToProfiles']
 
 # A profile is divided by (sum + _EPS): an all-zero map gives an all-zero profile, which the
@@ -73,14 +73,13 @@ def train_indicator(F, ref):
     return F.BlockGrad(F.Dropout(ones, p=0.5, cudnn_off=True) != 1)
 
 
-def channel_sums(F, x, attention=None):
-    """(N, C) spatial sums of the attention maps: of ``x`` (N, C, h, w) itself, or, with
-    ``attention`` (a TrilinearAttention) given, of the maps ``M = relation @ X`` of the features
-    ``x`` without forming them (``sum over positions of M = relation @ (sum over positions of
-    X)``)."""
+def channel_sums(F, x, rel=None):
+    """(N, C) spatial sums of the attention maps: of ``x`` (N, C, h, w) itself, or, with the
+    relation ``rel`` (N, C, C) of a TrilinearAttention given, of the maps ``M = rel @ X`` of the
+    features ``x`` without forming them (``sum over positions of M = rel @ (sum over positions
+    of X)``)."""
     x = amp_float32(F, x)   # exact comparisons follow (module docstring)
     sums = F.sum(F.reshape(x, (0, 0, -1)), axis=-1, keepdims=True)          # (N, C, 1)
-    rel = attention.relation(F, x) if attention is not None else None
     if rel is not None:
         sums = F.batch_dot(rel, sums)
     return F.reshape(sums, (0, -1))
@@ -144,13 +143,6 @@ def detail_weights(F, first, train=None, channel=None):
     return F.broadcast_mul(chosen, train) + F.broadcast_mul(F.ones_like(chosen), 1 - train)
 
 
-def weighted_maps(F, maps, weights):
-    """(N, K, h, w) weighted channel sums: out[:, k] = sum_c weights[:, k, c] maps[:, c], for
-    ``weights`` (N, K, C). A batched product: MXNet's reductions over a middle axis are slow."""
-    out = F.batch_dot(weights, F.reshape(maps, (0, 0, -1)))              # (N, K, HW)
-    return F.reshape_like(out, maps, lhs_begin=2, rhs_begin=2)
-
-
 def _profiles(F, amaps, size):
     """Row and column profiles of (N, K, H, W) maps -> ((N, K, H), (N, K, W)); ``size`` is
     H = W or (H, W). Max pooling over a full row / column: exact, and much faster on CPU than
@@ -194,13 +186,13 @@ def sampler_inputs(F, x, input_size, attention=None, official_mask=False, channe
     input_size), and the number of distinct maps of each image (N,). No gradient flows back.
     """
     x = amp_float32(F, F.BlockGrad(x))                     # float32 under AMP (docstring)
-    sums = channel_sums(F, x, attention)                                   # (N, C)
+    rel = attention.relation(F, x) if attention is not None else None     # once, for both uses
+    sums = channel_sums(F, x, rel)                                         # (N, C)
     first = distinct_mask(F, sums)
     detail = detail_weights(F, first, channel=channel)
     structure = structure_weights(F, sums, official_mask)
     weights = F.stack(detail, structure, axis=1)                           # (N, 2, C)
-    small = weighted_maps(F, x, weights) if attention is None \
-        else attention.combine(F, x, weights)                              # (N, 2, h, w)
+    small = combine_maps(F, x, weights, rel)                               # (N, 2, h, w)
     up = resize_bilinear(F, small, input_size)                             # (N, 2, S, S)
     dmap = F.slice_axis(up, axis=1, begin=0, end=1)
     smap = F.square(F.slice_axis(up, axis=1, begin=1, end=2))
@@ -215,10 +207,10 @@ def structure_profiles(F, x, input_size, attention=None, official_mask=False):
     """Row and column profiles (N, input_size) of the structure map only (inference), as
     :func:`sampler_inputs` computes them."""
     x = amp_float32(F, F.BlockGrad(x))                     # float32 under AMP (docstring)
-    weights = F.expand_dims(structure_weights(F, channel_sums(F, x, attention), official_mask),
+    rel = attention.relation(F, x) if attention is not None else None
+    weights = F.expand_dims(structure_weights(F, channel_sums(F, x, rel), official_mask),
                             axis=1)                                        # (N, 1, C)
-    small = weighted_maps(F, x, weights) if attention is None \
-        else attention.combine(F, x, weights)
+    small = combine_maps(F, x, weights, rel)
     row, col = _profiles(F, F.square(resize_bilinear(F, small, input_size)), input_size)
     return F.reshape(row, (0, -1)), F.reshape(col, (0, -1))
 

@@ -320,7 +320,8 @@ class TASN(_SamplerMixin, HybridBlock):
         detail, struct = self._sample(F, x, dy, dx), self._sample(F, x, sy, sx)
         logits = self._heads(F, att_logits, detail, struct)
         return dict(att_input=att_in, features=feats, attention_maps=self.attention(feats),
-                    distinct=distinct_mask(F, channel_sums(F, feats, self.attention)),
+                    distinct=distinct_mask(F, channel_sums(F, feats,
+                                                                self.attention.relation(F, feats))),
                     num_distinct=num_distinct, structure_map=smap, detail_map=dmap,
                     structure_profiles=(sy, sx), detail_profiles=(dy, dx),
                     structure_image=struct, detail_image=detail, logits=logits)
