@@ -42,6 +42,46 @@ def run_tool(name, *args, env=None, timeout=600, cwd=None):
                           timeout=timeout, env=full_env, cwd=cwd or ROOT)
 
 
+def official_parameters():
+    """Every (kind, name, shape) of the official graph, from the TSV the package ships
+    (``tasn_gluon.symbols.TSV_PATH``)."""
+    from tasn_gluon.symbols import TSV_PATH
+    rows = []
+    with open(TSV_PATH) as f:
+        for line in f:
+            if line.startswith('#') or line.startswith('kind\t') or not line.strip():
+                continue
+            kind, name, shape = line.split()
+            rows.append((kind, name, tuple(int(s) for s in shape.split('x'))))
+    assert len(rows) > 300
+    return rows
+
+
+def _random_value(rs, kind, name, shape):
+    """Values that keep activations in range through ResNet-50: He-scaled weights, BN
+    statistics near (0, 1); the input BN's variance matches mean-subtracted 0..255 pixels."""
+    if name.endswith('moving_var'):
+        return rs.uniform(2000, 4000, shape) if 'bn_data' in name else rs.uniform(0.5, 1.5, shape)
+    if name.endswith('moving_mean'):
+        return rs.normal(0, 0.1, shape)
+    if name.endswith('gamma'):
+        return rs.uniform(0.5, 1.0, shape)
+    if name.endswith(('beta', 'bias')):
+        return rs.normal(0, 0.05, shape)
+    import numpy as np
+    fan_in = int(np.prod(shape[1:]))
+    return rs.normal(0, np.sqrt(1.0 / fan_in), shape)
+
+
+def fabricate(rows, seed=0):
+    """Seeded values for (kind, name, shape) rows: {'arg:NAME' / 'aux:NAME': float32 array}, a
+    Module checkpoint's content (e.g. of the official graph, from official_parameters())."""
+    import numpy as np
+    rs = np.random.RandomState(seed)
+    return {'%s:%s' % (kind, name): _random_value(rs, kind, name, shape).astype(np.float32)
+            for kind, name, shape in rows}
+
+
 @pytest.fixture(scope='session')
 def tool():
     return run_tool
@@ -108,3 +148,18 @@ def synthetic_cache(monkeypatch, tmp_path):
     """An empty cache folder for the built-in synthetic set ($TASN_CACHE)."""
     monkeypatch.setenv('TASN_CACHE', str(tmp_path / 'cache'))
     return os.path.join(str(tmp_path / 'cache'), 'synthetic')
+
+
+def val_records(data_dir):
+    """(JPEG bytes, label) of every val record, in file order, as stored in val.rec."""
+    import mxnet as mx
+    rec = mx.recordio.MXIndexedRecordIO(os.path.join(data_dir, 'val.idx'),
+                                        os.path.join(data_dir, 'val.rec'), 'r')
+    try:
+        out = []
+        for key in sorted(rec.keys):
+            header, payload = mx.recordio.unpack(rec.read_idx(key))
+            out.append((payload, int(header.label)))
+        return out
+    finally:
+        rec.close()

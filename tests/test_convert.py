@@ -12,41 +12,8 @@ import pytest
 from tasn_gluon import convert
 from tasn_gluon.model_zoo import weights
 from tasn_gluon.model_zoo.weights import WeightsError
-from tasn_gluon.symbols import TSV_PATH
 
-
-def read_tsv():
-    """Every (kind, name, shape) of the official graph, from the TSV the package ships."""
-    rows = []
-    with open(TSV_PATH) as f:
-        for line in f:
-            if line.startswith('#') or line.startswith('kind\t') or not line.strip():
-                continue
-            kind, name, shape = line.split()
-            rows.append((kind, name, tuple(int(s) for s in shape.split('x'))))
-    assert len(rows) > 300
-    return rows
-
-
-def random_value(rs, kind, name, shape):
-    """Values that keep activations in range through ResNet-50: He-scaled weights, BN
-    statistics near (0, 1); the input BN's variance matches mean-subtracted 0..255 pixels."""
-    if name.endswith('moving_var'):
-        return rs.uniform(2000, 4000, shape) if 'bn_data' in name else rs.uniform(0.5, 1.5, shape)
-    if name.endswith('moving_mean'):
-        return rs.normal(0, 0.1, shape)
-    if name.endswith('gamma'):
-        return rs.uniform(0.5, 1.0, shape)
-    if name.endswith(('beta', 'bias')):
-        return rs.normal(0, 0.05, shape)
-    fan_in = int(np.prod(shape[1:]))
-    return rs.normal(0, np.sqrt(1.0 / fan_in), shape)
-
-
-def fabricate(rows, seed=0):
-    rs = np.random.RandomState(seed)
-    return {'%s:%s' % (kind, name): random_value(rs, kind, name, shape).astype(np.float32)
-            for kind, name, shape in rows}
+from conftest import fabricate, official_parameters
 
 
 _CACHE = {}
@@ -56,7 +23,7 @@ _CACHE = {}
 def official(tmp_path_factory):
     """(path of a fabricated official checkpoint, its arrays by file key)."""
     if 'official' not in _CACHE:
-        arrays = fabricate(read_tsv())
+        arrays = fabricate(official_parameters())
         path = str(tmp_path_factory.mktemp('official') / 'tasn-0300.params')
         mx.nd.save(path, {k: mx.nd.array(v) for k, v in arrays.items()})
         _CACHE['official'] = (path, arrays)

@@ -8,6 +8,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from conftest import val_records
 from tasn_gluon.data import MEAN_RGB, get_val_iter, prepare_dataset
 from tasn_gluon.data.pipeline import RESIZE_INTER_METHOD
 from tasn_gluon.data.preprocess import (BadImage, decode_rgb, load_val_image, val_preprocess,
@@ -16,20 +17,6 @@ from tasn_gluon.data.preprocess import (BadImage, decode_rgb, load_val_image, va
 # (height, width) of the odd-shaped set: landscape, portrait, square, extreme aspects; for the
 # sizes tested, resize * long / short has a fractional part, so rounding would differ.
 SHAPES = [(45, 67), (67, 45), (50, 50), (31, 47), (47, 31), (33, 100), (100, 33), (29, 29)]
-
-
-def val_records(data_dir):
-    """(JPEG bytes, label) of every val record, in file order, as stored in val.rec."""
-    rec = mx.recordio.MXIndexedRecordIO(os.path.join(data_dir, 'val.idx'),
-                                        os.path.join(data_dir, 'val.rec'), 'r')
-    try:
-        out = []
-        for key in sorted(rec.keys):
-            header, payload = mx.recordio.unpack(rec.read_idx(key))
-            out.append((payload, int(header.label)))
-        return out
-    finally:
-        rec.close()
 
 
 def iterator_images(data_dir, input_size, resize=None, batch_size=5):

@@ -7,16 +7,13 @@ AttSampler kernel), on an official-format checkpoint made here from
 ``pytest -s tests/test_official_graph.py`` prints, per head and image, the figure the tests
 assert: max |ours - reference| / max |reference| over the classes of that head and image.
 """
-import os
-
 import numpy as np
 import pytest
 import mxnet as mx
 
 import official_reference as ref
+from conftest import official_parameters
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TSV = os.path.join(ROOT, 'symbols', 'official_checkpoint_params.tsv')
 NUM_CLASSES = 200
 N_IMAGES = 3
 LIVE_CHANNELS = 32   # channels of X that are not zero everywhere (see _seeded_arrays)
@@ -49,17 +46,6 @@ MIN_GAP = 1e-4
 
 # --------------------------------------------------------------- checkpoint and images
 
-def _read_tsv():
-    rows = []
-    with open(TSV) as f:
-        for line in f:
-            if line.startswith('#') or line.startswith('kind\t') or not line.strip():
-                continue
-            kind, name, shape = line.rstrip('\n').split('\t')
-            rows.append((kind, name, tuple(int(v) for v in shape.split('x'))))
-    return rows
-
-
 def _seeded_arrays(seed=0):
     """{'arg:NAME' / 'aux:NAME': float32 array} for every row of the TSV.
 
@@ -76,7 +62,7 @@ def _seeded_arrays(seed=0):
     rng = np.random.RandomState(seed)
     live = np.random.RandomState(seed + 1).permutation(ref.NUM_MAPS)[:LIVE_CHANNELS]
     arrays = {}
-    for kind, name, shape in _read_tsv():
+    for kind, name, shape in official_parameters():
         fixed_input_bn = name.startswith(('bn_data', 'att_bn_data'))
         if kind == 'aux' and name.endswith('_moving_mean'):
             v = rng.uniform(-3, 3, shape) if fixed_input_bn else rng.normal(0, 0.05, shape)
@@ -209,7 +195,7 @@ def _assert_well_conditioned_ties(attention):
 
 def test_reference_reads_every_official_parameter(reference):
     """The reference's two Symbols use exactly the TSV's names, with its shapes."""
-    rows = _read_tsv()
+    rows = official_parameters()
     assert reference.used_names(N_IMAGES) == {'%s:%s' % (k, n) for k, n, _ in rows}
     expected = {'%s:%s' % (k, n): s for k, n, s in rows}
     att_sym, pm_sym = reference.symbols(N_IMAGES)

@@ -29,7 +29,7 @@ import pytest
 from tasn_gluon.data import get_val_iter, read_dataset_info
 from tasn_gluon.engine.evaluation import EvaluationError, evaluate_checkpoint, load_model
 from tasn_gluon.engine.prediction import Predictor, softmax
-from test_data_preprocess import val_records
+from conftest import fabricate, official_parameters, val_records
 
 EPS32 = float(np.finfo(np.float32).eps)
 LOGIT_EPS = 64
@@ -146,9 +146,8 @@ def test_converted_official_checkpoint(tiny_synthetic, val_files, tmp_path, tool
     a run directory, on two images; --class-names names its classes."""
     from tasn_gluon.convert import convert_official
     from tasn_gluon.data.preprocess import load_val_image
-    from test_convert import fabricate, read_tsv
     official = str(tmp_path / 'tasn-0300.params')
-    mx.nd.save(official, {k: mx.nd.array(v) for k, v in fabricate(read_tsv()).items()})
+    mx.nd.save(official, {k: mx.nd.array(v) for k, v in fabricate(official_parameters()).items()})
     run = str(tmp_path / 'official_run')
     convert_official(official, run)
     os.remove(official)
