@@ -150,16 +150,56 @@ def synthetic_cache(monkeypatch, tmp_path):
     return os.path.join(str(tmp_path / 'cache'), 'synthetic')
 
 
+def raw_records(data_dir, split):
+    """Every record of ``split`` as MXNet's indexed reader returns it, in key order."""
+    import mxnet as mx
+    rec = mx.recordio.MXIndexedRecordIO(os.path.join(data_dir, split + '.idx'),
+                                        os.path.join(data_dir, split + '.rec'), 'r')
+    try:
+        return [rec.read_idx(key) for key in sorted(rec.keys)]
+    finally:
+        rec.close()
+
+
 def val_records(data_dir):
     """(JPEG bytes, label) of every val record, in file order, as stored in val.rec."""
     import mxnet as mx
-    rec = mx.recordio.MXIndexedRecordIO(os.path.join(data_dir, 'val.idx'),
-                                        os.path.join(data_dir, 'val.rec'), 'r')
-    try:
-        out = []
-        for key in sorted(rec.keys):
-            header, payload = mx.recordio.unpack(rec.read_idx(key))
-            out.append((payload, int(header.label)))
-        return out
-    finally:
-        rec.close()
+    out = []
+    for record in raw_records(data_dir, 'val'):
+        header, payload = mx.recordio.unpack(record)
+        out.append((payload, int(header.label)))
+    return out
+
+
+def randomize_bn_stats(net, seed=0):
+    """Non-trivial BatchNorm statistics and (trainable) scales and shifts, so that a weight
+    mapping that mixes them up is caught."""
+    import mxnet as mx
+    import numpy as np
+    rng = np.random.RandomState(seed)
+    for name, p in net.collect_params().items():
+        if name.endswith('running_mean'):
+            p.set_data(mx.nd.array(rng.uniform(-0.5, 0.5, p.shape)))
+        elif name.endswith('running_var'):
+            p.set_data(mx.nd.array(rng.uniform(0.5, 1.5, p.shape)))
+        elif name.endswith(('gamma', 'beta')) and p.grad_req != 'null':
+            p.set_data(mx.nd.array(rng.uniform(0.5, 1.5, p.shape)))
+
+
+def assert_same_checkpoints(run_a, run_b, history_keys=('train_loss',)):
+    """The latest checkpoints of two runs are bit-identical: every parameter, the trainer
+    states file byte for byte, and ``history_keys`` of every history row. Returns both
+    checkpoint records."""
+    import mxnet as mx
+    import numpy as np
+    from tasn_gluon.engine import load_checkpoint
+    ra, rb = load_checkpoint(run_a), load_checkpoint(run_b)
+    pa, pb = mx.nd.load(ra['params_path']), mx.nd.load(rb['params_path'])
+    assert sorted(pa) == sorted(pb)
+    for k in pa:
+        assert np.array_equal(pa[k].asnumpy(), pb[k].asnumpy()), k
+    with open(ra['states_path'], 'rb') as fa, open(rb['states_path'], 'rb') as fb:
+        assert fa.read() == fb.read()
+    assert [[r[k] for k in history_keys] for r in ra['history']] == \
+        [[r[k] for k in history_keys] for r in rb['history']]
+    return ra, rb

@@ -20,7 +20,7 @@ from tasn_gluon.engine.config import resolve_config
 from tasn_gluon.engine.evaluation import EvaluationError, load_model
 
 import amp_jobs
-from conftest import NO_AUG, real_config
+from conftest import NO_AUG, assert_same_checkpoints, real_config
 
 # bfloat16 keeps 8 significant bits: round-to-nearest changes a value by at most 2^-9 relative
 U_BF16 = 2.0 ** -9
@@ -169,14 +169,7 @@ def test_amp_resume_bit_identical(bf16, tiny_synthetic, tmp_path):
     rc = _job('train', dict(cfgs=[dict(resume=b['out'], epochs=2, progress=False)]))[0]
     assert rc['amp_loss_scaler'] == ra['amp_loss_scaler']
     assert rc['amp_loss_scaler']['unskipped'] == 4
-    ca, cb = load_checkpoint(a['out']), load_checkpoint(b['out'])
-    pa, pb = mx.nd.load(ca['params_path']), mx.nd.load(cb['params_path'])
-    assert sorted(pa) == sorted(pb)
-    for k in pa:
-        assert np.array_equal(pa[k].asnumpy(), pb[k].asnumpy()), k
-    with open(ca['states_path'], 'rb') as fa, open(cb['states_path'], 'rb') as fb:
-        assert fa.read() == fb.read()
-    assert [h['train_loss'] for h in ca['history']] == [h['train_loss'] for h in cb['history']]
+    ca, cb = assert_same_checkpoints(a['out'], b['out'])
     assert ca['amp_loss_scaler'] == cb['amp_loss_scaler']
 
 

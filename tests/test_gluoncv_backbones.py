@@ -18,7 +18,7 @@ from tasn_gluon.losses import TASNLoss
 from tasn_gluon.model_zoo.gluoncv_backbones import gluoncv_network
 from tasn_gluon.model_zoo.normalization import GLUON_MEAN, GLUON_STD, MEAN_RGB
 
-from conftest import real_config
+from conftest import randomize_bn_stats, real_config
 
 # GluonCV's published file names (gluoncv.model_zoo.model_store): NAME-SHA1[:8].params
 ZOO_FILES = {'resnet18_v1b': 'resnet18_v1b-2d9d980c.params',
@@ -32,14 +32,7 @@ def _gluoncv_file(path, name, legacy=False, seed=0):
     ref = gluoncv_network(name)
     ref.initialize(mx.init.Xavier(magnitude=2))
     ref(mx.nd.zeros((1, 3, 32, 32)))
-    rng = np.random.RandomState(seed)
-    for key, p in ref.collect_params().items():
-        if key.endswith('running_mean'):
-            p.set_data(mx.nd.array(rng.uniform(-0.5, 0.5, p.shape)))
-        elif key.endswith('running_var'):
-            p.set_data(mx.nd.array(rng.uniform(0.5, 1.5, p.shape)))
-        elif key.endswith(('gamma', 'beta')):
-            p.set_data(mx.nd.array(rng.uniform(0.5, 1.5, p.shape)))
+    randomize_bn_stats(ref, seed)
     os.makedirs(os.path.dirname(str(path)), exist_ok=True)
     if legacy:
         ref.collect_params().save(str(path), strip_prefix=ref.prefix)

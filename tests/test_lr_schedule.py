@@ -3,7 +3,6 @@ reproduces the recipes' step rule exactly; warm-up and cosine against their clos
 run resumed across an epoch boundary with cosine + warm-up is bit-identical (stand-in engine)."""
 import math
 
-import mxnet as mx
 import numpy as np
 import pytest
 
@@ -12,6 +11,7 @@ from tasn_gluon.engine import training
 from tasn_gluon.engine.config import (RunConfig, lr_at_epoch, lr_schedule, recipe_config,
                                      resolve_config)
 
+from conftest import assert_same_checkpoints
 from fakes import fake_config
 
 
@@ -77,11 +77,6 @@ def test_schedule_settings_are_checked():
         lr_schedule(resolve_config(dict(dataset='synthetic', warmup_epochs=1)), 1)
 
 
-def _params(run_dir):
-    rec = load_checkpoint(run_dir)
-    return {k: v.asnumpy() for k, v in mx.nd.load(rec['params_path']).items()}
-
-
 def test_resume_across_an_epoch_boundary_cosine_warmup(tmp_path, fake_engine, monkeypatch):
     """3 epochs (1 of warm-up, then cosine) straight vs stopped after epoch 2 and resumed:
     bit-identical parameters, trainer states and history; the rate set before every step is
@@ -112,14 +107,8 @@ def test_resume_across_an_epoch_boundary_cosine_warmup(tmp_path, fake_engine, mo
     monkeypatch.setattr(training, 'train_epoch', real_epoch)
     run(dict(resume=stopped['out'], progress=False))
 
-    pa, pb = _params(straight['out']), _params(stopped['out'])
-    assert sorted(pa) == sorted(pb) and all(np.array_equal(pa[k], pb[k]) for k in pa)
-    ra, rb = load_checkpoint(straight['out']), load_checkpoint(stopped['out'])
-    with open(ra['states_path'], 'rb') as fa, open(rb['states_path'], 'rb') as fb:
-        assert fa.read() == fb.read()
-    keys = ('lr', 'train_loss', 'val_loss', 'val_top1')
-    assert [[r[k] for k in keys] for r in ra['history']] == \
-        [[r[k] for k in keys] for r in rb['history']]
+    ra, rb = assert_same_checkpoints(straight['out'], stopped['out'],
+                                     history_keys=('lr', 'train_loss', 'val_loss', 'val_top1'))
 
     ipe = 24 // 4                                   # the stand-in set: 24 images, batch 4
     schedule = lr_schedule(RunConfig.from_dict(ra['config']), ipe)

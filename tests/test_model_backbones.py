@@ -11,20 +11,11 @@ from mxnet.gluon.model_zoo import vision
 from tasn_gluon import model_zoo as mz
 from tasn_gluon.model_zoo.normalization import MEAN_RGB, GLUON_MEAN, GLUON_STD
 
+from conftest import randomize_bn_stats
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _randomize_bn_stats(net, seed=0):
-    """Non-trivial running statistics, so that their mapping is really tested."""
-    rng = np.random.RandomState(seed)
-    for name, p in net.collect_params().items():
-        if name.endswith('running_mean'):
-            p.set_data(mx.nd.array(rng.uniform(-0.5, 0.5, p.shape)))
-        elif name.endswith('running_var'):
-            p.set_data(mx.nd.array(rng.uniform(0.5, 1.5, p.shape)))
-        elif name.endswith('gamma') or name.endswith('beta'):
-            if p.grad_req != 'null':
-                p.set_data(mx.nd.array(rng.uniform(0.5, 1.5, p.shape)))
 
 
 def _gluon_zoo_file(tmp_path, name, legacy=False):
@@ -32,7 +23,7 @@ def _gluon_zoo_file(tmp_path, name, legacy=False):
     ref = vision.get_model(name)
     ref.initialize(mx.init.Xavier(magnitude=2))
     ref(mx.nd.zeros((1, 3, 32, 32)))
-    _randomize_bn_stats(ref)
+    randomize_bn_stats(ref)
     if name in ('resnet18_v2', 'resnet34_v2'):
         # Gluon's first unit of stage 1 adds its raw input x, the official layout a projection
         # of relu(bn1(x)); they agree when bn1 is the identity (x >= 0 there, after max pooling

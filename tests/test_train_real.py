@@ -13,7 +13,7 @@ from tasn_gluon.data.synthetic import SYNTHETIC_VERSION
 from tasn_gluon.engine.builders import prepare_data_dir
 from tasn_gluon.engine.config import resolve_config
 
-from conftest import real_config
+from conftest import assert_same_checkpoints, real_config
 
 
 @pytest.mark.parametrize('method', ['tasn', 'baseline'])
@@ -53,14 +53,7 @@ def test_resume_bit_identical_real_pipeline(tiny_synthetic, tmp_path):
     run(a)
     run(b)
     run(dict(resume=b['out'], epochs=2, progress=False))
-    ra, rb = load_checkpoint(a['out']), load_checkpoint(b['out'])
-    pa, pb = mx.nd.load(ra['params_path']), mx.nd.load(rb['params_path'])
-    assert sorted(pa) == sorted(pb)
-    for k in pa:
-        assert np.array_equal(pa[k].asnumpy(), pb[k].asnumpy()), k
-    with open(ra['states_path'], 'rb') as fa, open(rb['states_path'], 'rb') as fb:
-        assert fa.read() == fb.read()
-    assert [r['train_loss'] for r in ra['history']] == [r['train_loss'] for r in rb['history']]
+    assert_same_checkpoints(a['out'], b['out'])
 
 
 def test_colour_on_the_device_batch(tiny_synthetic, tmp_path):
