@@ -162,7 +162,7 @@ def checksum_costs(data_dir, runs):
              ('CRC32 per record', lambda: records.record_crcs(rec, layout, 0, n)),
              ('SHA-256 per record', sha_records),
              ('CRC32 whole file', crc_file),
-             ('SHA-256 whole file', lambda: whole(hashlib.sha256().update))]
+             ('SHA-256 whole file', lambda: records.file_digest(rec))]
     cold = [rec, idx, os.path.join(data_dir, 'train.crc32'), os.path.join(data_dir,
                                                                            'train.lst')]
     results = []
@@ -174,7 +174,8 @@ def checksum_costs(data_dir, runs):
 
 def main_checksums(args):
     from tasn_gluon.data.packing import default_num_threads
-    from tasn_gluon.data.records import file_checksums
+    from tasn_gluon.data import records
+    from tasn_gluon.engine.precision import cpu_model
     threads = args.threads or default_num_threads()
     tmp = tempfile.mkdtemp(prefix='tasn_bench_checksums_')
     try:
@@ -182,13 +183,12 @@ def main_checksums(args):
         if data_dir is None:
             data_dir, pack_s = make_checksum_set(tmp, args.checksum_images, 300, threads)
         n, size, results = checksum_costs(data_dir, args.runs)
-        names = sorted(f for f in os.listdir(data_dir) if f.split('.')[-1] in
-                       ('rec', 'idx', 'lst', 'crc32'))
-        hash_all = time_runs(lambda: file_checksums(data_dir, names), args.runs)
+        names = sorted(split + suffix for split in ('train', 'val')
+                       for suffix in records.SPLIT_FILES)
+        hash_all = time_runs(lambda: records.file_checksums(data_dir, names), args.runs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    with open('/proc/cpuinfo') as f:
-        cpu = next((line.split(':', 1)[1].strip() for line in f if 'model name' in line), '?')
+    cpu = cpu_model()
     print('record checks and checksums of train.rec: %d records, %.1f MB (%.1f KB per record); '
           '%s; %d runs each (median [min, max] seconds)' % (n, size / 1e6, size / n / 1e3, cpu,
                                                              args.runs))

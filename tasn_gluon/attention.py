@@ -87,11 +87,6 @@ class TrilinearAttention(HybridBlock):
         rel = F.batch_dot(left, flat, transpose_b=True)             # (N, C, C)
         return F.softmax(rel, axis=-1) if relation else rel
 
-    def combine(self, F, x, weights):
-        """Weighted sums of the attention maps of ``x`` without forming all of them
-        (:func:`combine_maps` with this block's relation)."""
-        return combine_maps(F, x, weights, self.relation(F, x))
-
     def hybrid_forward(self, F, x):
         x = amp_float32(F, x)
         rel = self.relation(F, x)

@@ -170,7 +170,7 @@ def sampler_inputs(F, x, input_size, attention=None, official_mask=False, channe
     ----------
     x : (N, C, h, w)
         The feature map X when ``attention`` (a TrilinearAttention) is given: only the two
-        needed combinations of its attention maps are computed (``attention.combine``), never
+        needed combinations of its attention maps are computed (:func:`combine_maps`), never
         all C maps. Otherwise ``x`` holds the attention maps themselves.
     input_size : int
         Side of the image the sampler reads (512); the maps are upsampled to it.
@@ -190,7 +190,7 @@ def sampler_inputs(F, x, input_size, attention=None, official_mask=False, channe
     sums = channel_sums(F, x, rel)                                         # (N, C)
     first = distinct_mask(F, sums)
     detail = detail_weights(F, first, channel=channel)
-    structure = structure_weights(F, sums, official_mask)
+    structure = official_structure_mask(F, sums) if official_mask else first
     weights = F.stack(detail, structure, axis=1)                           # (N, 2, C)
     small = combine_maps(F, x, weights, rel)                               # (N, 2, h, w)
     up = resize_bilinear(F, small, input_size)                             # (N, 2, S, S)

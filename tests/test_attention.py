@@ -4,7 +4,7 @@ import pytest
 import mxnet as mx
 from mxnet import autograd
 
-from tasn_gluon.attention import TrilinearAttention, ATTENTION_VARIANTS
+from tasn_gluon.attention import ATTENTION_VARIANTS, TrilinearAttention, combine_maps
 from tasn_gluon import maps as tmaps
 
 
@@ -268,8 +268,9 @@ def test_combine_equals_weighted_sum_of_maps(variant):
     x = np.abs(rng.randn(2, 6, 4, 5))
     w = rng.rand(2, 3, 6)
     att = TrilinearAttention(variant=variant)
-    got = att.combine(mx.nd, mx.nd.array(x, dtype='float64'),
-                      mx.nd.array(w, dtype='float64')).asnumpy()
+    xs = mx.nd.array(x, dtype='float64')
+    got = combine_maps(mx.nd, xs, mx.nd.array(w, dtype='float64'),
+                       att.relation(mx.nd, xs)).asnumpy()
     ref = np.einsum('nkc,nchw->nkhw', w, trilinear_np(x, variant))
     np.testing.assert_allclose(got, ref, rtol=1e-10)
 
@@ -292,7 +293,7 @@ def test_channel_sums_of_features_equal_sums_of_maps(variant):
 @pytest.mark.parametrize('mode', ['predict', 'train'])
 @pytest.mark.parametrize('official', [False, True])
 def test_maps_to_profiles_from_features_equals_from_maps(mode, official):
-    """The fused path (features X + attention.combine) gives the profiles of the full maps."""
+    """The fused path (features X + combine_maps) gives the profiles of the full maps."""
     x = np.abs(np.random.RandomState(7).randn(2, 8, 5, 5))
     x[:, [2, 3, 6]] = 0                                              # three tied maps
     att = TrilinearAttention()

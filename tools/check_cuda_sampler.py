@@ -52,6 +52,9 @@ def main(argv=None):
             return cannot_run('cannot import %s: run this tool from the checkout\'s root as '
                               '`PYTHONPATH=. python tools/check_cuda_sampler.py ...`' % e.name)
         return cannot_run('cannot import %s, which the check needs (%s)' % (e.name, e))
+    except Exception as e:  # a package that fails on import (MXNet 1.9.1 under NumPy 2)
+        return cannot_run('importing the check failed (%s: %s); it needs no MXNet: run it where '
+                          'MXNet imports or is not installed' % (type(e).__name__, e))
     try:
         lib, cuda = cuda_check.prepare(args.library, args.build)
     except cuda_check.CannotRun as e:

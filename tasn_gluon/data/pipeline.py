@@ -244,6 +244,8 @@ def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index
         raise TypeError('unknown augmentation option(s) %s; valid: %s' % (
             ', '.join(unknown), ', '.join(sorted(set(TRAIN_AUGMENT) | set(EXTRA_OPTIONS)))))
     check_verify_level(verify)
+    if last_batch not in ('wrap', 'discard'):
+        raise ValueError("last_batch must be 'wrap' or 'discard', not %r" % (last_batch,))
     _check_sizes(batch_size, input_size)
     info = read_dataset_info(data_dir)
     n = _check_shard(info['num_train'], num_parts, part_index, 'train')
@@ -274,8 +276,6 @@ def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index
     # the same draws (rotation, crop, flip, colour); the trainer's per-epoch seed varies them
     # from epoch to epoch, and color_on_device draws the colour steps per image.
     kwargs.update(seed=shard_seed, seed_aug=shard_seed)
-    if last_batch not in ('wrap', 'discard'):
-        raise ValueError("last_batch must be 'wrap' or 'discard', not %r" % (last_batch,))
     it = RecordIter(mx.io.ImageRecordIter(**kwargs), n, int(batch_size), last_batch)
     it.device_augment = device_augment
     it.verified = verified

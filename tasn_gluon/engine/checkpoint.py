@@ -13,7 +13,6 @@ under a temporary name in the same folder, flushed to disk and then renamed over
 the previous checkpoint intact and readable.
 """
 import glob
-import hashlib
 import json
 import logging
 import os
@@ -22,6 +21,8 @@ import re
 import time
 
 import numpy as np
+
+from ..data.records import file_digest
 
 __all__ = ['save_checkpoint', 'load_checkpoint', 'find_checkpoint', 'record_of_params',
            'atomic_write', 'atomic_write_text', 'file_sha256', 'remove_stale_temporaries',
@@ -101,15 +102,9 @@ def atomic_write_text(path, text):
     return atomic_write(path, _write)
 
 
-def file_sha256(path, chunk=1 << 22):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
+def file_sha256(path):
+    """SHA-256 hex digest of a file (the one the record files use too)."""
+    return file_digest(path)[1]
 
 
 def _np_state_to_json(state):
