@@ -29,6 +29,26 @@ def _sha(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def test_run_log_of_other_ranks_tags_the_console_and_writes_nothing(tmp_path):
+    """Workers of rank r >= 1 write no train.log; their console lines say [rank r] during the
+    run (a launcher mixes the workers' output), and the console is as before afterwards."""
+    import io
+    import logging
+    from tasn_gluon.engine.logs import console
+    stream = io.StringIO()
+    handler = console(stream=stream)
+    log = logging.getLogger('tasn_gluon.test')
+    try:
+        with run_log(str(tmp_path / 'run'), rank=3):
+            log.info('during')
+        log.info('after')
+    finally:
+        logging.getLogger('tasn_gluon').removeHandler(handler)
+    during, after = stream.getvalue().splitlines()
+    assert during.endswith(' INFO [rank 3] during') and after.endswith(' INFO after')
+    assert not os.path.exists(tmp_path / 'run')
+
+
 @pytest.mark.parametrize('method', ['tasn', 'baseline'])
 def test_train_writes_run_directory(tmp_path, method, fake_engine):
     cfg = fake_config(tmp_path, method=method, epochs=3, lr_steps='2')

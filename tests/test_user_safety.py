@@ -145,12 +145,16 @@ def test_classes_of_model_and_data_must_agree(trained_runs, tiny_synthetic, tmp_
                  'name their classes differently', 'green-dots')
 
 
-def test_failed_starts_leave_nothing_and_stale_temporaries_go(one_epoch_run, tmp_path, tool):
+def test_failed_starts_leave_nothing_and_stale_temporaries_go(one_epoch_run, tiny_synthetic,
+                                                               tmp_path, tool):
     out = str(tmp_path / 'new_run')
     _clean_error(tool('train', *TINY_RUN, '--data-dir', tmp_path / 'nonexistent', '--out', out),
                  'nonexistent')
     _clean_error(tool('train', '--dataset', 'cub', '--data-dir', tmp_path, '--out', out),
                  '--pretrained', '--att-pretrained', '--from-scratch')
+    _clean_error(tool('train', *TINY_RUN, '--data-dir', tiny_synthetic, '--batch-size', 32,
+                      '--last-batch', 'discard', '--out', out),
+                 'no training step', '24 training images', '--batch-size 32')
     assert not os.path.exists(out)
     # a checkpoint write killed mid-way left a temporary file of a process that is gone; one of
     # a live process (this one) may be a write in progress and stays

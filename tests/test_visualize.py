@@ -47,6 +47,18 @@ def test_visualize_checkpoint_one_image_per_class(tiny_synthetic, trained_runs, 
     assert all(_png(p).std() > 10 for p in paths) and len(set(names)) == 4
 
 
+def test_visualize_num_images_takes_the_first_val_images(tiny_synthetic, trained_runs, tmp_path,
+                                                         tool):
+    """--num-images N: the first N val images, not one per class (12 val images, 3 per class)."""
+    out = tmp_path / 'vis'
+    done = tool('visualize', '--checkpoint', trained_runs['tasn'], '--data-dir', tiny_synthetic,
+                '--num-images', 6, '--num-details', 1, '--out', out)
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(out)) == ['vis_%03d.png' % i for i in range(6)]
+    _, labels = images_from_rec(tiny_synthetic, 64, 6)
+    assert len(labels) == 6 and len(set(labels.tolist())) < 6   # repeats classes
+
+
 def test_detail_channels_prefer_distinct_peaks():
     m = np.zeros((1, 5, 3, 3))
     m[0, 0, 0, 0], m[0, 1, 0, 0], m[0, 2, 1, 1], m[0, 3, 2, 2], m[0, 4, 0, 0] = 5, 4, 3, 1, 6

@@ -14,6 +14,7 @@ classes differ from the data's (count, or names) is refused.
 import sys
 
 from tasn_gluon import cli
+from tasn_gluon.data import VERIFY_LEVELS
 from tasn_gluon.engine import evaluation, get_contexts
 from tasn_gluon.engine.config import RECIPES
 
@@ -33,7 +34,7 @@ def parse_args(argv=None):
     a('--dataset', default=None, choices=sorted(RECIPES),
       help="dataset key for compare.py (default: the run's)")
     a('--num-data-threads', type=int, default=None, help='decoding threads (default: all cores)')
-    a('--verify-data', choices=['full', 'headers', 'none'], default='full',
+    a('--verify-data', choices=VERIFY_LEVELS, default='full',
       help='check of the record files before use: full (default: structure and checksums), '
            'headers (structure only) or none')
     a('--amp', action='store_true',

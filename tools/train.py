@@ -19,6 +19,7 @@ import gc
 import sys
 
 from tasn_gluon import cli
+from tasn_gluon.data import TRAIN_LAST_BATCH, VERIFY_LEVELS
 from tasn_gluon.engine import training
 from tasn_gluon.engine.config import LR_MODES, RECIPES
 from tasn_gluon.engine.logs import run_log
@@ -79,9 +80,9 @@ def parse_args(argv=None):
     a('--cpu-augment', 'all augmentation in the record iterator, also when training on GPUs',
       dest='augment_on_device', action='store_const', const=False)
     a('--verify-data', 'check of the record files before use: full (structure and checksums), '
-      'headers (structure only) or none', choices=['full', 'headers', 'none'])
+      'headers (structure only) or none', choices=VERIFY_LEVELS)
     a('--last-batch', 'a short last training batch: wrap (completed with the first images, as '
-      'the official iterator) or discard', choices=['wrap', 'discard'])
+      'the official iterator) or discard', choices=TRAIN_LAST_BATCH)
     a('--seed', 'random seed', type=int)
     a('--log-interval', 'batches between log lines', type=int)
     a('--eval-batch-size', 'validation batch (default --batch-size)', type=int)

@@ -25,7 +25,7 @@ def parse_args(argv=None):
                                          'untrained network built from the flags below)')
     a('--data-dir', default=None, help="take images from this folder's val.rec")
     a('--num-images', type=int, default=None,
-      help='images taken from --data-dir (default: one per class)')
+      help='the first N val images of --data-dir (default: the first of each class)')
     a('--images', nargs='*', default=None, help='image files instead of --data-dir')
     a('--out', required=True, help='output folder for the PNGs')
     a('--num-details', type=int, default=3, help='detail maps drawn per image (default 3)')
@@ -41,7 +41,8 @@ def main(argv=None):
     status = [0]
     with cli.reporting_errors(status):
         paths = run_visualize(args.out, checkpoint=args.checkpoint, data_dir=args.data_dir,
-                              image_files=args.images, num_images=args.num_images or 10 ** 6,
+                              image_files=args.images, num_images=args.num_images,
+                              one_per_class=args.num_images is None,
                               num_details=args.num_details, ctx=get_contexts(args.gpus)[:1],
                               seed=args.seed, overrides=cli.network_overrides(args))
         for p in paths:

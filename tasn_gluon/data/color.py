@@ -47,8 +47,6 @@ PCA_MATRIX = EIGVEC * EIGVAL[None, :]          # row c: channel c's offset per a
 GREY_WEIGHTS_RGB = (1868.0, 9617.0, 4899.0)
 GREY_SHIFT = 14
 
-STEPS = ('brightness', 'contrast', 'saturation')
-
 ColorDraws = collections.namedtuple('ColorDraws', 'factors order lighting')
 ColorDraws.__doc__ = """Random draws for a batch of n images: ``factors`` (n, 3) float32 per
 step (brightness, contrast, saturation), ``order`` (n, 3) int, each row a permutation of

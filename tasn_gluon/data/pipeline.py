@@ -48,6 +48,7 @@ TRAIN_AUGMENT = {
 COLOR_OPTIONS = ('brightness', 'contrast', 'saturation', 'pca_noise')
 # What the training iterator does with a shard that batches do not divide (RecordIter).
 LAST_BATCH = ('keep', 'wrap', 'discard')
+TRAIN_LAST_BATCH = ('wrap', 'discard')           # get_train_iter's (keep: the val iterator's)
 # Other options a caller may set: ours (color_on_device, mean_rgb) and ImageRecordIter's (names
 # as MXNet spells them).
 EXTRA_OPTIONS = ('color_on_device', 'inter_method', 'prefetch_buffer', 'resize', 'dtype',
@@ -244,7 +245,7 @@ def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index
         raise TypeError('unknown augmentation option(s) %s; valid: %s' % (
             ', '.join(unknown), ', '.join(sorted(set(TRAIN_AUGMENT) | set(EXTRA_OPTIONS)))))
     check_verify_level(verify)
-    if last_batch not in ('wrap', 'discard'):
+    if last_batch not in TRAIN_LAST_BATCH:
         raise ValueError("last_batch must be 'wrap' or 'discard', not %r" % (last_batch,))
     _check_sizes(batch_size, input_size)
     info = read_dataset_info(data_dir)

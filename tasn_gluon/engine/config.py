@@ -14,7 +14,7 @@ import json
 import os
 from typing import List, Optional
 
-from ..data import VERIFY_LEVELS
+from ..data import TRAIN_LAST_BATCH, VERIFY_LEVELS
 from ..model_zoo import backbone_names
 
 __all__ = ['RunConfig', 'RECIPES', 'DATASETS', 'DatasetFacts', 'STRUCTURAL_KEYS',
@@ -145,7 +145,7 @@ class RunConfig:
         if self.verify_data not in VERIFY_LEVELS:
             raise ValueError('--verify-data must be one of %s, not %r'
                              % (', '.join(VERIFY_LEVELS), self.verify_data))
-        if self.last_batch not in ('wrap', 'discard'):
+        if self.last_batch not in TRAIN_LAST_BATCH:
             raise ValueError('--last-batch must be wrap or discard, not %r' % self.last_batch)
         if not isinstance(self.amp, bool):
             raise ValueError('--amp is a switch (true or false), not %r' % (self.amp,))

@@ -47,7 +47,7 @@ def kd_loss_numpy(part_logits, master_logits, temperature=10.0):
     return distillation_loss(mx.nd, part, master, temperature).asnumpy()
 
 
-def _outputs(net, x, with_stats):
+def _outputs(net, x):
     out = net(x)
     return list(out) if isinstance(out, (list, tuple)) else [out]
 
@@ -80,10 +80,11 @@ def validate(net, val_iter, ctx, method='tasn', loss_fn=None, temperature=10.0,
             continue
         datas = mx.gluon.utils.split_and_load(data, ctx, even_split=False)
         labels = mx.gluon.utils.split_and_load(label, ctx, even_split=False)
-        outs = [_outputs(model, x, tasn) for x in datas]
+        outs = [_outputs(model, x) for x in datas]
         if len(outs[0]) != len(heads) + tasn:
             raise EvaluationError('the network returned %d outputs; expected %d (%s)'
-                                  % (len(outs[0]), len(heads), ', '.join(heads)))
+                                  % (len(outs[0]), len(heads) + tasn,
+                                     ', '.join(heads + ['distinct maps'] * tasn)))
         per_head = [np.concatenate([o[j].asnumpy() for o in outs], axis=0)[:valid]
                     for j in range(len(heads))]
         lab = label.asnumpy()[:valid]
@@ -335,7 +336,7 @@ def evaluate_checkpoint(checkpoint, data_dir, ctx, batch_size=None, out=None, ov
     cfg = model.cfg
     result = result_dict(res, method=cfg.method, model_format='exported' if model.kind ==
                          'exported' else 'checkpoint', net=cfg.net,
-                         dataset=(overrides or {}).get('dataset') or cfg.dataset,
+                         dataset=cfg.dataset,
                          dataset_name=ds.get('name'), data_dir=os.path.abspath(data_dir),
                          num_classes=int(ds['num_classes']), num_train=ds.get('num_train'),
                          num_val=int(ds['num_val']), sample_size=cfg.sample_size,

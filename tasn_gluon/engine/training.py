@@ -256,8 +256,6 @@ def prepare(overrides, ctx=None):
     if record is None:  # a resumed run's weights come from its checkpoint
         cfg = _find_weights(cfg)
         _check_weights(cfg)
-    if cfg.amp:  # before any network is built (process-wide and final: engine/precision.py)
-        precision.enable_amp(ctx)
     data_dir = os.path.abspath(builders.prepare_data_dir(cfg, may_generate=record is None))
     ds = read_dataset_info(data_dir)
     if record is not None and (ds['num_classes'] != cfg.num_classes or
@@ -271,7 +269,13 @@ def prepare(overrides, ctx=None):
     # this worker's training records, checked now (once per process), before anything is written
     check_split(data_dir, 'train', ds, cfg.verify_data, num_workers, rank)
     ipe = iters_per_epoch(cfg, ds['num_train'], num_workers)
-    schedule = lr_schedule(cfg, max(ipe, 1))
+    if ipe < 1:
+        raise DatasetError('an epoch would have no training step: %d training images over %d '
+                           'worker(s), --batch-size %d, --last-batch %s'
+                           % (ds['num_train'], num_workers, cfg.batch_size, cfg.last_batch))
+    schedule = lr_schedule(cfg, ipe)
+    if cfg.amp:  # before any network is built (process-wide and final: engine/precision.py)
+        precision.enable_amp(ctx)
     seed_everything(epoch_seed(cfg.seed, -1, 0))
     net = builders.build_net(cfg if record is None else
                              cfg.replace(pretrained=None, att_pretrained=None), ctx)
@@ -295,7 +299,7 @@ def forward_losses(net, loss_fn, datas, labels, trainer=None):
             out = net(x)
             losses.append(loss_fn(out, y))
             outputs.append(out)
-        heads = precision.scale_losses(losses, trainer) if trainer is not None else losses
+        heads = precision.scale_losses(losses, trainer)
     return losses, outputs, heads
 
 

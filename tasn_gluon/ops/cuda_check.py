@@ -17,7 +17,8 @@ import tempfile
 import numpy as np
 
 from . import build
-from .c_abi import SamplerError, SamplerLibrary, call_shape, cpu_run, suffix
+from .build import log_line
+from .c_abi import SamplerError, SamplerLibrary, call_shape, cpu_run, out_size, suffix
 
 __all__ = ['EXIT_MATCH', 'EXIT_MISMATCH', 'EXIT_CANNOT_RUN', 'TOLERANCE', 'CannotRun',
            'CudaError', 'CudaRuntime', 'Case', 'CASES', 'random_inputs', 'max_abs', 'gpu_run',
@@ -29,10 +30,6 @@ EXIT_MATCH, EXIT_MISMATCH, EXIT_CANNOT_RUN = 0, 1, 2
 # into FMAs (an ulp or so per operation, over a handful of operations per output), never for a
 # different formula. Coordinates are compared relative to the axis length.
 TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
-
-
-def log_line(msg):
-    print(msg, flush=True)
 
 
 def error_line(msg):
@@ -281,7 +278,7 @@ class Case(collections.namedtuple('Case', 'n c h w ly lx scale dense iters what'
         return (self.scale, self.dense, self.iters, int(legacy))
 
     def out_shape(self):
-        return (self.n, self.c, int(self.h * self.scale), int(self.w * self.scale))
+        return (self.n, self.c, out_size(self.h, self.scale), out_size(self.w, self.scale))
 
     def inputs(self, rng, dtype):
         """(data, att_y, att_x, grad_out) drawn from rng."""

@@ -121,7 +121,7 @@ def table_dataset(result):
     return key
 
 
-def _title(key, results):
+def _title(key):
     if key != 'custom':
         return DATASETS[key].title if key in DATASETS else key
     return 'custom data (not a published dataset: classes or image counts differ)'
@@ -131,9 +131,9 @@ def compare_table(results, published=None, all_datasets=False):
     """Markdown: one table per dataset with ours beside every published row of it; results on
     other data in a table of their own ("custom")."""
     published = published if published is not None else read_published()
+    tables = [table_dataset(r) for r in results]
     datasets = []
-    for r in results:
-        d = table_dataset(r)
+    for d in tables:
         if d not in datasets:
             datasets.append(d)
     if all_datasets:
@@ -142,7 +142,7 @@ def compare_table(results, published=None, all_datasets=False):
                 datasets.append(p['dataset'])
     out = []
     for d in datasets:
-        out.append('### %s' % _title(d, results))
+        out.append('### %s' % _title(d))
         out.append('')
         out.append('| setting | published top-1 (%) | source | ours top-1 (%) | ours - published '
                    '| our run |')
@@ -150,7 +150,7 @@ def compare_table(results, published=None, all_datasets=False):
         used = set()
         for p in [p for p in published if p['dataset'] == d]:
             mine = [(i, r) for i, r in enumerate(results)
-                    if table_dataset(r) == d and _matches(p, r)]
+                    if tables[i] == d and _matches(p, r)]
             if mine:
                 for i, r in mine:
                     used.add(i)
@@ -164,7 +164,7 @@ def compare_table(results, published=None, all_datasets=False):
                 out.append('| %s | %s | %s |  |  |  |' % (p['setting'], p['top1_text'],
                                                           p['source']))
         for i, r in enumerate(results):
-            if table_dataset(r) == d and i not in used:
+            if tables[i] == d and i not in used:
                 out.append('| ours: %s |  |  | %s |  | %s |' % (_describe(r), _f(_ours_top1(r)),
                                                                r['label']))
         out.append('')

@@ -9,6 +9,7 @@ import shutil
 import sys
 import time
 
+from ..data import read_dataset_info
 from ..engine.builders import prepare_data_dir
 from ..engine.checkpoint import atomic_write_text, drop_trainer_states
 from ..engine.config import resolve_config
@@ -134,14 +135,6 @@ def _train_both(cfgs, out):
                                   os.path.join(out, 'baseline', 'train.log'))}
 
 
-def _synthetic_params(data_dir):
-    path = os.path.join(data_dir, 'synthetic.json')
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding='utf-8') as f:
-        return json.load(f)['params']
-
-
 def explain_numbers(summary):
     """What the demo's numbers mean, as lines of text: chance, what colour alone allows (the
     built-in set), the sampling noise of an accuracy on this many images, and what is
@@ -202,7 +195,7 @@ def _demo(out, data_dir, epochs, batch_size, seed, num_vis, progress, settings):
             for m in ('tasn', 'baseline')}
     cfg = resolve_config(cfgs['tasn'])
     summary = dict(data_dir=os.path.abspath(data_dir), data_seconds=time.time() - tic, runs={},
-                   sample_size=cfg.sample_size, synthetic=_synthetic_params(data_dir))
+                   sample_size=cfg.sample_size, synthetic=read_dataset_info(data_dir).get('synthetic'))
     logger.info('=== training TASN here and the baseline in a background process (%s, input %s, '
                 'sampled %s; the baseline logs to %s) ===', cfg.net, cfg.input_size,
                 cfg.sample_size, os.path.join(out, 'baseline', 'train.log'))

@@ -135,6 +135,14 @@ def picture_name(index, source):
     return '%04d_%s.png' % (index, stem)
 
 
+def _rows_of(explained, kind):
+    """The arrays of one row of the pictures for a whole batch, on the host: ``kind``
+    ('structure' or 'detail') map, profiles and sampled image of an ``explain()`` result."""
+    profile_y, profile_x = explained[kind + '_profiles']
+    return dict(map=explained[kind + '_map'].asnumpy(), profile_y=profile_y.asnumpy(),
+                profile_x=profile_x.asnumpy(), sample=explained[kind + '_image'].asnumpy())
+
+
 def draw_predictions(net, x, predictions, out_dir, first_index=0):
     """Per image of the batch ``x`` (NDArray (n, 3, S, S), preprocessed) one PNG in ``out_dir``
     (:func:`picture_name`): the input, the structure map over it, its row and column profiles
@@ -144,14 +152,11 @@ def draw_predictions(net, x, predictions, out_dir, first_index=0):
     if not hasattr(net, 'explain'):
         raise ValueError('only a TASN has attention to draw, not %s' % type(net).__name__)
     os.makedirs(out_dir, exist_ok=True)
-    base = net.explain(x)
-    smap, simg = base['structure_map'].asnumpy(), base['structure_image'].asnumpy()
-    sy, sx = (p.asnumpy() for p in base['structure_profiles'])
+    structure = _rows_of(net.explain(x), 'structure')
     images = x.asnumpy()
     paths = []
     for i, pred in enumerate(predictions):
-        rows = [dict(name='structure map', map=smap[i], profile_y=sy[i], profile_x=sx[i],
-                     sample=simg[i])]
+        rows = [dict(name='structure map', **{k: v[i] for k, v in structure.items()})]
         top = ', '.join('%s %.1f%%' % (n if n is not None else 'class %d' % c, 100 * p)
                         for c, n, p in list(zip(pred.classes, pred.names,
                                                 pred.probabilities))[:3])
@@ -178,16 +183,15 @@ def visualize(net, images, out_dir, labels=None, class_names=None, num_details=3
         np.zeros((len(images), 0), int)
     details = [net.explain(x, detail_channel=[int(c) for c in chans[:, j]]) for j in range(k)]
     pred = base['logits'][-1].asnumpy().argmax(axis=1)
+    num_distinct = base['num_distinct'].asnumpy()
+    structure = _rows_of(base, 'structure')                  # each array copied to the host once
+    detail_rows = [_rows_of(d, 'detail') for d in details]
     paths = []
     for i in range(len(images)):
-        sy, sx = (p.asnumpy()[i] for p in base['structure_profiles'])
-        rows = [dict(name='structure map', map=base['structure_map'].asnumpy()[i],
-                     profile_y=sy, profile_x=sx, sample=base['structure_image'].asnumpy()[i])]
-        for j, d in enumerate(details):
-            dy, dx = (p.asnumpy()[i] for p in d['detail_profiles'])
+        rows = [dict(name='structure map', **{k: v[i] for k, v in structure.items()})]
+        for j, d in enumerate(detail_rows):
             rows.append(dict(name='detail map (channel %d)' % chans[i, j],
-                             map=d['detail_map'].asnumpy()[i], profile_y=dy, profile_x=dx,
-                             sample=d['detail_image'].asnumpy()[i]))
+                             **{k: v[i] for k, v in d.items()}))
 
         def name(c):
             return class_names[c] if class_names and 0 <= c < len(class_names) else str(c)
@@ -195,17 +199,18 @@ def visualize(net, images, out_dir, labels=None, class_names=None, num_details=3
         if labels is not None and labels[i] >= 0:
             title += ' (%s), label %s' % ('right' if pred[i] == labels[i] else 'wrong',
                                           name(int(labels[i])))
-        title += '; %d distinct attention maps' % int(base['num_distinct'].asnumpy()[i])
+        title += '; %d distinct attention maps' % int(num_distinct[i])
         paths.append(draw_explanation(os.path.join(out_dir, '%s_%03d.png' % (prefix, i)),
                                       images[i], rows, title))
     return paths
 
 
-def run_visualize(out_dir, checkpoint=None, data_dir=None, image_files=None, num_images=4,
+def run_visualize(out_dir, checkpoint=None, data_dir=None, image_files=None, num_images=None,
                   num_details=3, ctx=None, seed=0, overrides=None, one_per_class=True):
     """``tools/visualize.py``: a checkpoint (or an untrained TASN built from ``overrides``) on
-    images of ``data_dir``'s val set (one per class by default) or on ``image_files``; returns
-    the PNG paths."""
+    images of ``data_dir``'s val set or on ``image_files``; returns the PNG paths. From
+    ``data_dir``: ``num_images`` (default: every class) of the first image of each class, or
+    without ``one_per_class`` the first ``num_images`` val images."""
     ctx = ctx or [mx.cpu()]
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     info = read_dataset_info(data_dir) if data_dir else {}
@@ -229,7 +234,8 @@ def run_visualize(out_dir, checkpoint=None, data_dir=None, image_files=None, num
     if image_files:
         images, labels = load_image_files(image_files, input_size)
     elif data_dir:
-        images, labels = images_from_rec(data_dir, input_size, int(num_images), one_per_class)
+        count = info['num_classes'] if num_images is None else int(num_images)
+        images, labels = images_from_rec(data_dir, input_size, count, one_per_class)
     else:
         raise ValueError('give --data-dir or --images')
     return visualize(net, images, out_dir, labels=labels,
