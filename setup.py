@@ -115,20 +115,12 @@ class BuildOps(build_ext):
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with_cuda = self._nvcc is not None and all(
             os.path.isfile(native.source_path(s)) for s in native.CUDA_SOURCES)
-        defines = [native.CUDA_DEFINE] if with_cuda else []
-        include = ['-I' + native.CSRC]
-        objs = [self._compile(s, include + defines) for s in native.CORE_SOURCES]
         if ext.name.endswith('libtasn_ops'):
-            mx_include, lib_api_cc = _mxnet_paths()
-            objs += [self._compile(s, include + defines + ['-I' + mx_include])
-                     for s in native.MXNET_BINDING_SOURCES]
-            objs.append(self._compile(lib_api_cc, ['-I' + mx_include, '-Wno-all']))
+            parts = native.library_parts('mxnet', with_cuda, _mxnet_paths())
         else:
-            objs += [self._compile(s, include + defines) for s in native.C_ABI_SOURCES]
-        libs = []
-        if with_cuda:
-            objs += [self._compile(s, include) for s in native.CUDA_SOURCES]
-            libs = native.cuda_link_flags(self._nvcc)
+            parts = native.library_parts('c_abi', with_cuda)
+        objs = [self._compile(src, flags) for src, flags in parts]
+        libs = native.cuda_link_flags(self._nvcc) if with_cuda else []
         native.run(native.link_command(self._cxx, target, objs, libs))
 
 

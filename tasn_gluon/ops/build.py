@@ -181,6 +181,25 @@ def run(cmd, log=log_line):
                          % (result.returncode, ' '.join(cmd)))
 
 
+def library_parts(kind, with_cuda, mxnet_paths=None):
+    """What a library is compiled from, in link order: ``(source, extra compiler flags)``.
+    ``kind`` 'mxnet' (libtasn_ops.so: ``mxnet_paths`` = (MXNet's include folder, lib_api.cc))
+    or 'c_abi' (libtasn_sampler.so); ``with_cuda``: the CUDA kernels too. The core's flags are
+    the same in both, so a build may compile it once for the two."""
+    include = ['-I' + CSRC]
+    defines = [CUDA_DEFINE] if with_cuda else []
+    parts = [(s, include + defines) for s in CORE_SOURCES]
+    if kind == 'mxnet':
+        mx_include, lib_api_cc = mxnet_paths
+        parts += [(s, include + defines + ['-I' + mx_include]) for s in MXNET_BINDING_SOURCES]
+        parts.append((lib_api_cc, ['-I' + mx_include, '-Wno-all']))
+    else:
+        parts += [(s, include + defines) for s in C_ABI_SOURCES]
+    if with_cuda:
+        parts += [(s, include) for s in CUDA_SOURCES]
+    return parts
+
+
 def build_c_abi_library(out_dir, gencode, log=log_line, nvcc=None):
     """Compiles libtasn_sampler.so (core, C ABI, CUDA kernels for the -gencode flags `gencode`)
     into out_dir with setup.py's flags; returns its path. nvcc: default find_nvcc()."""
@@ -190,14 +209,11 @@ def build_c_abi_library(out_dir, gencode, log=log_line, nvcc=None):
     if nvcc is None:
         raise BuildError('nvcc not found (PATH, $NVCC, /usr/local/cuda/bin/nvcc)')
     check_nvcc(nvcc)
-    include = ['-I' + CSRC]
     objects = []
-    for src in CORE_SOURCES + C_ABI_SOURCES:
+    for src, flags in library_parts('c_abi', with_cuda=True):
         objects.append(os.path.join(out_dir, src + '.o'))
-        run(cxx_command(cxx, src, objects[-1], include + [CUDA_DEFINE]), log)
-    for src in CUDA_SOURCES:
-        objects.append(os.path.join(out_dir, src + '.o'))
-        run(nvcc_command(nvcc, src, objects[-1], gencode, include), log)
+        run(nvcc_command(nvcc, src, objects[-1], gencode, flags) if src.endswith('.cu') else
+            cxx_command(cxx, src, objects[-1], flags), log)
     target = os.path.join(out_dir, 'libtasn_sampler.so')
     run(link_command(cxx, target, objects, cuda_link_flags(nvcc, log)), log)
     return target
