@@ -10,6 +10,17 @@ from .splits import DatasetSplits, Entry
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 
 
+def image_files(folder):
+    """The image files under ``folder`` (recursively, by extension; hidden files and folders
+    left out), in walk order: sorted folders, sorted files in each."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith('.'))
+        found += [os.path.join(dirpath, f) for f in sorted(filenames)
+                  if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith('.')]
+    return found
+
+
 def _scan(root):
     """{class name: sorted relative image paths} of ``root``; DatasetError if there are none."""
     if not os.path.isdir(root):
@@ -20,12 +31,7 @@ def _scan(root):
         raise DatasetError('folders layout: %s has no class sub-folders' % root)
     found = {}
     for c in classes:
-        files = []
-        for dirpath, dirnames, filenames in os.walk(os.path.join(root, c)):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith('.'))
-            files += [os.path.relpath(os.path.join(dirpath, f), root) for f in filenames
-                      if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith('.')]
-        found[c] = sorted(files)
+        found[c] = sorted(os.path.relpath(f, root) for f in image_files(os.path.join(root, c)))
     empty = [c for c, files in found.items() if not files]
     if empty:
         raise DatasetError('folders layout: %d class folder(s) of %s hold no images (%s): %s'

@@ -36,7 +36,7 @@ import mxnet as mx
 import numpy as np
 
 from ..data import read_dataset_info
-from ..data.folders import IMAGE_EXTENSIONS
+from ..data.folders import IMAGE_EXTENSIONS, image_files
 from ..data.preprocess import BadImage, load_val_image, val_preprocess
 from .evaluation import EvaluationError, check_classes, load_model
 
@@ -81,21 +81,14 @@ def softmax(logits):
     return z / z.sum(axis=1, keepdims=True)
 
 
-def _image_files(folder):
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith('.'))
-        found += [os.path.join(dirpath, f) for f in sorted(filenames)
-                  if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith('.')]
-    return found
-
-
-def expand_paths(items):
+def expand_paths(items, seen=None):
     """Files, folders (their image files, recursively, by extension) and glob patterns
     (``**`` included) -> ``(paths, skipped)``: the files in order, each once, and a
     :class:`Skipped` for a pattern that matches nothing or a folder without images. A path
-    that does not exist is kept: reading it gives its reason."""
-    paths, skipped, seen = [], [], set()
+    that does not exist is kept: reading it gives its reason. ``seen``: a set of the
+    normalised paths already taken (updated), for calls that continue one list."""
+    paths, skipped = [], []
+    seen = set() if seen is None else seen
 
     def add(path):
         key = os.path.normpath(os.path.abspath(path))
@@ -104,7 +97,7 @@ def expand_paths(items):
             paths.append(path)
 
     def add_folder(folder, given):
-        files = _image_files(folder)
+        files = image_files(folder)
         if not files:
             skipped.append(Skipped(given, 'a folder without image files (%s)'
                                    % ' '.join(IMAGE_EXTENSIONS)))
@@ -230,13 +223,9 @@ class Predictor:
         jobs, skipped, seen = [], [], set()
         for i, item in enumerate(inputs):
             if isinstance(item, (str, os.PathLike)):
-                files, missing = expand_paths([item])
+                files, missing = expand_paths([item], seen)
                 skipped += missing
-                for f in files:
-                    key = os.path.normpath(os.path.abspath(f))
-                    if key not in seen:
-                        seen.add(key)
-                        jobs.append((f, lambda f=f: load_val_image(f, size)))
+                jobs += [(f, lambda f=f: load_val_image(f, size)) for f in files]
             elif isinstance(item, (np.ndarray, mx.nd.NDArray)) and item.ndim == 3:
                 jobs.append(('image[%d]' % i, lambda img=item: val_preprocess(img, size)))
             else:
