@@ -30,6 +30,6 @@ from . import synthetic
 __all__ = ['DatasetError', 'DatasetSplits', 'Entry', 'read_lst', 'write_lst', 'list_cub',
            'list_cars', 'list_inat', 'list_folders', 'read_dataset_info', 'write_dataset_info',
            'pack_dataset', 'pack_records', 'LAYOUTS', 'list_dataset', 'prepare_dataset',
-           'MEAN_RGB', 'TRAIN_AUGMENT', 'TRAIN_LAST_BATCH', 'RecordIter', 'count_shard', 'get_train_iter',
-           'get_val_iter', 'BatchColorJitter', 'BadImage', 'decode_rgb', 'load_val_image',
+           'MEAN_RGB', 'TRAIN_AUGMENT', 'TRAIN_LAST_BATCH', 'RecordIter', 'count_shard',
+           'get_train_iter', 'get_val_iter', 'BatchColorJitter', 'BadImage', 'decode_rgb', 'load_val_image',
            'val_preprocess', 'VERIFY_LEVELS', 'check_split', 'synthetic']

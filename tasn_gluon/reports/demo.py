@@ -195,7 +195,8 @@ def _demo(out, data_dir, epochs, batch_size, seed, num_vis, progress, settings):
             for m in ('tasn', 'baseline')}
     cfg = resolve_config(cfgs['tasn'])
     summary = dict(data_dir=os.path.abspath(data_dir), data_seconds=time.time() - tic, runs={},
-                   sample_size=cfg.sample_size, synthetic=read_dataset_info(data_dir).get('synthetic'))
+                   sample_size=cfg.sample_size,
+                   synthetic=read_dataset_info(data_dir).get('synthetic'))
     logger.info('=== training TASN here and the baseline in a background process (%s, input %s, '
                 'sampled %s; the baseline logs to %s) ===', cfg.net, cfg.input_size,
                 cfg.sample_size, os.path.join(out, 'baseline', 'train.log'))
