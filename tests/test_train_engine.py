@@ -49,6 +49,22 @@ def test_run_log_of_other_ranks_tags_the_console_and_writes_nothing(tmp_path):
     assert not os.path.exists(tmp_path / 'run')
 
 
+def test_progress_bar_only_on_a_terminal_unless_asked(monkeypatch):
+    import io
+    import sys
+    from tasn_gluon.engine.logs import progress_bar
+    monkeypatch.setattr(sys, 'stderr', io.StringIO())          # a log file, not a terminal
+    assert progress_bar(None, 10, 'x', 'img') is None
+    assert progress_bar(True, 0, 'x', 'img') is None           # nothing to count
+    bar = progress_bar(True, 10, 'x', 'img')
+    bar.close()
+    assert 'x:   0%' in sys.stderr.getvalue() and '0/10' in sys.stderr.getvalue()
+    monkeypatch.setattr(sys.stderr, 'isatty', lambda: True, raising=False)
+    bar = progress_bar(None, 3, 'x', 'img')
+    assert bar is not None and progress_bar(False, 3, 'x', 'img') is None
+    bar.close()
+
+
 @pytest.mark.parametrize('method', ['tasn', 'baseline'])
 def test_train_writes_run_directory(tmp_path, method, fake_engine):
     cfg = fake_config(tmp_path, method=method, epochs=3, lr_steps='2')

@@ -1,7 +1,8 @@
 """Where the package's log records go. The library only logs (to loggers under ``tasn_gluon``);
 the command lines decide where the records go, with these two helpers:
 
-* :func:`console` once at start: records of INFO and above on stdout;
+* :func:`console` once at start: records of INFO and above on stdout (and
+  :func:`progress_bar` for live progress on stderr, only where a person watches);
 * :func:`run_log` around a run: every record (DEBUG too) appended to ``RUN/train.log`` while
   the run lasts (rank 0 of a distributed job; the other workers' console lines are tagged
   ``[rank r]`` instead, since launchers mix their output).
@@ -11,7 +12,7 @@ import logging
 import os
 import sys
 
-__all__ = ['LOGGER_NAME', 'console', 'run_log']
+__all__ = ['LOGGER_NAME', 'console', 'run_log', 'progress_bar']
 
 LOGGER_NAME = 'tasn_gluon'
 _FORMAT = '%(asctime)s %(levelname)s %(message)s'
@@ -61,3 +62,14 @@ def run_log(run_dir, filename='train.log', rank=0):
     finally:
         logger.removeHandler(handler)
         handler.close()
+
+
+def progress_bar(show, total, desc, unit, **kwargs):
+    """A tqdm bar on stderr, or None: ``show`` None means only when stderr is a terminal (a
+    bar in a log file is a stream of carriage returns); nothing to count, no bar."""
+    show = sys.stderr.isatty() if show is None else show
+    if not show or total == 0:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True,
+                file=sys.stderr, **kwargs)

@@ -29,7 +29,6 @@ import dataclasses
 import logging
 import glob
 import os
-import sys
 from typing import List, Optional
 
 import mxnet as mx
@@ -39,6 +38,7 @@ from ..data import read_dataset_info
 from ..data.folders import IMAGE_EXTENSIONS, image_files
 from ..data.preprocess import BadImage, load_val_image, val_preprocess
 from .evaluation import EvaluationError, check_classes, load_model
+from .logs import progress_bar
 
 __all__ = ['DEFAULT_TOP_K', 'DEFAULT_BATCH_SIZE', 'Prediction', 'Skipped', 'PredictionResults',
            'Predictor', 'expand_paths', 'read_class_names', 'softmax']
@@ -259,7 +259,7 @@ class Predictor:
                            '(the official kernel\'s C[-1]); batch size 1 makes each image '
                            'independent', self.model.source['checkpoint'])
         results = PredictionResults([], skipped)
-        bar = _progress(progress, len(jobs))
+        bar = progress_bar(progress, len(jobs), 'predict', 'img')
         pending = []
         try:
             for n, (source, load) in enumerate(jobs):
@@ -293,12 +293,3 @@ class Predictor:
 
     def _name(self, c):
         return self.class_names[c] if self.class_names and c < len(self.class_names) else None
-
-
-def _progress(show, total):
-    show = sys.stderr.isatty() if show is None else show
-    if not show or total == 0:
-        return None
-    from tqdm import tqdm
-    return tqdm(total=total, unit='img', desc='predict', leave=False, dynamic_ncols=True,
-                file=sys.stderr)

@@ -37,6 +37,7 @@ from .config import (STRUCTURAL_KEYS, RunConfig, format_config, lr_at_epoch, lr_
                      resolve_config)
 from .devices import get_contexts, per_device_batch_size
 from .evaluation import EvaluationError, validate
+from .logs import progress_bar
 from .metrics import TopKCounter, plot_curves, write_metrics_csv
 
 __all__ = ['TrainingDiverged', 'TrainingRun', 'prepare', 'train', 'run', 'train_step',
@@ -336,15 +337,6 @@ def train_step(net, trainer, loss_fn, data, label, ctx, step_size, where='', aug
     return values, logits
 
 
-def _progress_bar(cfg, epoch, total):
-    show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
-    if not show:
-        return None
-    from tqdm import tqdm
-    return tqdm(total=total, desc='epoch %d/%d' % (epoch + 1, cfg.epochs), unit='batch',
-                leave=False, dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
-
-
 def iters_per_epoch(cfg, num_train, num_workers):
     """Training iterations of every epoch, the same on every worker (a synchronous step needs
     all of them): the batches of the smallest shard (the last one), ceil(shard / batch) when
@@ -369,7 +361,9 @@ def train_epoch(tr, epoch):
                                        color_on_device=on_device)
     counter, loss_sum, n_img = TopKCounter(), 0.0, 0
     total = tr.iters_per_epoch
-    bar, tic = _progress_bar(cfg, epoch, total), time.time()
+    bar = progress_bar(cfg.progress, total, 'epoch %d/%d' % (epoch + 1, cfg.epochs), 'batch',
+                       mininterval=1.0)
+    tic = time.time()
     try:
         for i, batch in enumerate(train_iter):
             if i >= total:
