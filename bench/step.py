@@ -11,7 +11,13 @@ Measured side by side in one process, same batch, interleaved repeats, medians:
   cost under 5%);
 * ratio 2: TASNPredictor inference (attention net + structure map + sampler + backbone + fc on
   B images) against the plain backbone + fc at sample_size (the baseline's inference), and
-  against attention net + backbone inference run alone (the overhead of maps and sampler).
+  against attention net + backbone inference run alone (the overhead of maps and sampler);
+* ratio 3: the cost of telling the attention maps apart in the default mode (float64 relation
+  and keys, ``tasn_gluon.maps``) over the same block with the float32 relation and exact
+  equality (legacy mode's arithmetic, the default of the release before), as a fraction of
+  the training step: ``maps`` and ``maps_exact`` are the maps -> profiles block alone, in
+  training mode (the draw included), on the attention net's features of the batch; the
+  target is < 0.01.
 
 No optimizer update is timed (it is the same parameters in both). Every block is hybridized
 with static allocation. Each case reports the median wall time and the median CPU time of the
@@ -42,7 +48,8 @@ import time
 
 import numpy as np
 
-mx = autograd = ops = mz = TASNLoss = None  # imported in main(), after OMP_NUM_THREADS is set
+mx = autograd = ops = mz = TASNLoss = MapsToProfiles = None  # imported in main(), after
+# OMP_NUM_THREADS is set
 
 
 def parse_args():
@@ -80,6 +87,15 @@ def train_step(net, loss_fn, x, y):
         with autograd.record():
             loss = loss_fn(net(x), y)
         loss.backward()
+    return run
+
+
+def in_train_mode(block, x):
+    """A forward in training mode, not recorded (the maps carry no gradient)."""
+    def run():
+        with autograd.train_mode():
+            out = block(x)
+        out[0].wait_to_read()
     return run
 
 
@@ -139,8 +155,16 @@ def bench_net(name, args, ctx):
     ce = mx.gluon.loss.SoftmaxCrossEntropyLoss()
     tasn_loss = TASNLoss()
 
+    feats = att_inf(x_att)
+    grouping = {k: MapsToProfiles(args.input_size, tasn.attention, official_mask=exact)
+                for k, exact in (('maps', False), ('maps_exact', True))}
+    for blk in grouping.values():
+        blk.hybridize(static_alloc=True, static_shape=True)
+
     cases = {
         'tasn': train_step(tasn, tasn_loss, x, y),
+        'maps': in_train_mode(grouping['maps'], feats),
+        'maps_exact': in_train_mode(grouping['maps_exact'], feats),
         'att': train_step(att, lambda out, lab: ce(out[0], lab), x_att, y),
         'backbone': train_step(part, ce, x_smp, y2),
         'predictor': infer(pred, x),
@@ -172,6 +196,8 @@ def bench_net(name, args, ctx):
               % (label, med['predictor'] / med['baseline']))
         print('  [%s]          inference   predictor / (att + backbone) = %.3f'
               % (label, med['predictor'] / (med['att_infer'] + med['baseline'])))
+        print('  [%s] ratio 3  maps groups (maps - maps_exact) / tasn = %.4f  (target < 0.01)'
+              % (label, (med['maps'] - med['maps_exact']) / med['tasn']))
     return wall, cpu
 
 
@@ -233,7 +259,7 @@ def compare(args):
 
 
 def main():
-    global mx, autograd, ops, mz, TASNLoss
+    global mx, autograd, ops, mz, TASNLoss, MapsToProfiles
     args = parse_args()
     if args.threads is not None:
         os.environ['OMP_NUM_THREADS'] = str(args.threads)
@@ -246,7 +272,9 @@ def main():
     from mxnet import autograd as _autograd
     from tasn_gluon import ops as _ops, model_zoo as _mz
     from tasn_gluon.losses import TASNLoss as _TASNLoss
+    from tasn_gluon.maps import MapsToProfiles as _MapsToProfiles
     mx, autograd, ops, mz, TASNLoss = mxnet, _autograd, _ops, _mz, _TASNLoss
+    MapsToProfiles = _MapsToProfiles
     ops.load()
     ctx = mx.gpu(args.gpu) if args.gpu is not None else mx.cpu()
     args.precision_label = 'float32'

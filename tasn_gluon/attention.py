@@ -38,16 +38,22 @@ def amp_float32(F, x):
     return F.amp_cast(x, dtype='float32') if _amp.amp._amp_initialized else x
 
 
-def combine_maps(F, x, weights, rel):
+def combine_maps(F, x, weights, rel, rel_dtype=None, dtype=None):
     """Weighted sums of the attention maps ``M = rel @ X`` (``rel`` None: of X itself) without
     forming them: ``weights`` (N, K, C) -> (N, K, H, W), out[:, k] = sum_c weights[:, k, c] M[:, c],
     computed as (weights @ rel) @ X: two small products instead of the (C x C) @ (C x HW) one,
     since TASN only needs two combinations (the structure map and the detail map). A batched
-    product: MXNet's reductions over a middle axis are slow."""
-    flat = F.reshape(amp_float32(F, x), (0, 0, -1))
-    weights = amp_float32(F, weights)
+    product: MXNet's reductions over a middle axis are slow.
+
+    ``rel_dtype``: the dtype of ``rel`` when it differs from that of ``x`` (a float64 relation,
+    ``tasn_gluon.maps``): ``weights @ rel`` is formed in it and cast to ``dtype``, the dtype of
+    ``x``, before the product with X."""
+    flat = F.reshape(x, (0, 0, -1))
     if rel is not None:
-        weights = F.batch_dot(weights, rel)                         # (N, K, C)
+        if rel_dtype is not None:
+            weights = F.cast(F.batch_dot(F.cast(weights, dtype=rel_dtype), rel), dtype=dtype)
+        else:
+            weights = F.batch_dot(weights, rel)                     # (N, K, C)
     out = F.batch_dot(weights, flat)                                # (N, K, HW)
     return F.reshape_like(out, x, lhs_begin=2, rhs_begin=2)
 
@@ -76,16 +82,19 @@ class TrilinearAttention(HybridBlock):
         self.softmax_scale = float(softmax_scale)
         self.variant = variant
 
-    def relation(self, F, x):
-        """The (normalised) channel-relation matrix (N, C, C) such that M = relation @ X, or
-        None for the ``identity`` variant."""
+    def relation(self, F, x, with_logits=False):
+        """The (normalised) channel-relation matrix (N, C, C) such that M = relation @ X, in
+        the dtype of ``x``, or None for the ``identity`` variant. ``with_logits``: also the
+        matrix before the relation softmax (the relation itself for the variants without one),
+        whose size bounds the rounding error of the softmax (``maps.key_error_bound``)."""
         if self.variant == 'identity':
-            return None
+            return (None, None) if with_logits else None
         spatial, relation = ATTENTION_VARIANTS[self.variant]
-        flat = F.reshape(amp_float32(F, x), (0, 0, -1))             # (N, C, HW)
+        flat = F.reshape(x, (0, 0, -1))                             # (N, C, HW)
         left = F.softmax(flat * self.softmax_scale, axis=-1) if spatial else flat
-        rel = F.batch_dot(left, flat, transpose_b=True)             # (N, C, C)
-        return F.softmax(rel, axis=-1) if relation else rel
+        logits = F.batch_dot(left, flat, transpose_b=True)          # (N, C, C)
+        rel = F.softmax(logits, axis=-1) if relation else logits
+        return (rel, logits) if with_logits else rel
 
     def hybrid_forward(self, F, x):
         x = amp_float32(F, x)

@@ -7,32 +7,77 @@
 * marginals of a map A (H x W): ``row[r] = max_c A[r, c]`` (the row profile, drives y) and
   ``col[c] = max_r A[r, c]`` (the column profile, drives x), each divided by its sum.
 
-Distinct maps
--------------
-Maps tie whenever channels of the features X are zero everywhere (they all give the same
-trilinear map) or the relation softmax saturates; on a trained model most of the 512 maps are
-copies of a handful. The official code tells maps apart by their spatial sums: per image,
-``a_c = sum over positions of map c``. Here, as there, maps with equal sums form one group:
+Which maps are the same map
+---------------------------
+Maps coincide whenever channels of the features X are zero (or constant) everywhere -- they
+all give the same trilinear map -- or the relation softmax saturates several rows to the same
+row; on a trained model most of the 512 maps are copies of a handful. Such maps are identical
+in exact arithmetic, but not in float32: the BLAS rounds rows of ``softmax(7 X) @ X^T`` that
+are equal in exact arithmetic differently depending on which kernel and which thread's block
+computes them (up to a few ulps), and the relation softmax turns an absolute error of its
+argument into a relative error of the same size. Their float32 sums then differ by an ulp or
+two, and an exact comparison splits a group on one CPU and not on another.
 
-* :func:`distinct_mask` marks the first channel of every group: the structure map of the default
-  mode sums each distinct map once;
-* :func:`official_structure_mask` is the official ``Structure_Att`` mask, kept for legacy mode:
+The default mode therefore decides identity on keys computed in float64 and compared at the
+resolution of float32 (:func:`distinct_mask`):
+
+* keys: per map M_c, its mass and its first moments along y and x,
+  ``K_c = (sum_p M_cp, sum_p (y_p + 1) M_cp, sum_p (x_p + 1) M_cp)``, all formed as
+  ``rel @ (X @ W)`` from the relation computed in float64 (:func:`map_keys`). Three keys
+  rather than the official sum alone: two different maps rarely share a mass and both moments.
+* rule: channels c and c' are the same map when every key agrees to within float32's machine
+  epsilon plus the float64 rounding bound of both,
+  ``|K_c - K_c'| <= (eps32 + E_c + E_c') max(K_c, K_c')`` with eps32 = 2^-23. A channel is the
+  first of its group when no earlier channel is the same map (the official code keeps the first
+  of every group too). The masks and the draw are exact 0/1 values in any precision.
+
+Why this holds on every machine. X >= 0 (the attention net's X is a sum of ReLUs), so every
+sum below has non-negative terms and errors are relative. A float32 X is exact in float64;
+with u = 2^-53, n = HW positions, C channels, Xmax_c = max_p X_cp and Rmax_c = max_j |R_cj|
+(R the relation before its softmax), to first order in u:
+
+1. ``N1 = softmax(7 X)``: 7x rounds by u relative, so ``7x - max`` has absolute error at most
+   21 Xmax_c u; exp adds 2u, the sum of n terms n u, the division u:
+   eta1 = (21 Xmax_c + n + 3) u relative per entry.
+2. ``R = N1 X^T``: n non-negative products, relative error eta1 + n u, hence absolute error at
+   most (eta1 + n u) Rmax_c.
+3. ``rel = softmax(R)``: an absolute error d of the argument is a relative error 2d of the
+   result; with the subtraction of the maximum (2u Rmax_c), exp (2u), the sum of C terms and
+   the division: eta3 = 2 Rmax_c (eta1 + n u + u) + (C + 3) u.
+4. ``K = rel @ (X W)``: C non-negative terms (X W is the same for every row): eta3 + C u.
+
+So ``E_c = [2 Rmax_c (21 Xmax_c + 2n + 4) + 2C + 6] u`` (:func:`key_error_bound`) bounds the
+relative float64 error of every key of channel c, whatever the BLAS does: maps identical in
+exact arithmetic always form one group. For TASN's sizes (n = 784, C = 512) and X up to 100,
+E_c < 1e-10, far below eps32 = 1.2e-7: maps whose keys differ by more than float32 resolution
+never merge. Relation rows saturated to the same row are maps whose difference is below
+float32 resolution (the official float32 arithmetic cannot tell them apart either): they
+merge. The float64 relation is also the one the maps are combined with (:func:`combine_maps`),
+so it replaces the float32 one rather than adding to it.
+
+Legacy mode keeps the official code's arithmetic: the float32 relation, and exact equality of
+the float32 map sums ``a_c = sum over positions of map c``:
+
+* :func:`exact_distinct_mask` marks the first channel of every group of equal sums (the
+  official training draw's candidates, and legacy mode's count of distinct maps);
+* :func:`official_structure_mask` is the official ``Structure_Att`` mask:
   ``idx = argsort(a)``, ``keep_sorted = [1] + (a[idx][1:] != a[idx][:-1])``, applied to the
   channels *in channel order* (a mask meant for the sorted order; the author acknowledged the
-  defect). It keeps as many maps as there are groups, but mostly the wrong ones;
-* :func:`draw_distinct` draws the training detail map uniformly among the groups, as the
-  official ``Detail_Att`` does (tied maps are identical, so which member stands for its group
-  does not matter).
+  defect). It keeps as many maps as there are groups, but mostly the wrong ones.
 
-Ties are exact float equality, as in the official code: tied maps come from identical rows of
-the relation matrix and are computed by identical arithmetic. Under mixed precision (``--amp``)
-the features are cast to float32 first (``attention.amp_float32``): they arrive in
-float16/bfloat16, whose 8- or 11-bit significands would tie distinct maps, and the sampler that
-reads the profiles has float32/float64 kernels only.
+Exact equality depends on rounding: on maps that are equal in exact arithmetic it may split a
+group differently on another CPU, BLAS kernel or thread count (docs/deviations.md), as the
+official code does.
+
+:func:`draw_distinct` draws the training detail map uniformly among the groups, as the
+official ``Detail_Att`` does (the members of a group are the same map, so which one stands for
+it does not matter). Under mixed precision (``--amp``) the features are cast to float32 first
+(``attention.amp_float32``): the sampler that reads the profiles has float32/float64 kernels
+only.
 
 Every resize is MXNet's align-corners bilinear ``contrib.BilinearResize2D``, as in the official
 graph. The functions take the namespace ``F`` (``mx.nd`` or ``mx.sym``) first, so they work
-inside ``hybrid_forward``, on the whole batch at once.
+inside ``hybrid_forward``, on the whole batch at once, on CPUs and GPUs.
 
 Train / predict switch inside a graph
 -------------------------------------
@@ -47,10 +92,14 @@ from mxnet.gluon.block import HybridBlock
 
 from .attention import amp_float32, combine_maps
 
-__all__ = ['resize_bilinear', 'train_indicator', 'channel_sums', 'distinct_mask',
-           'official_structure_mask', 'structure_weights', 'draw_distinct', 'detail_weights',
-           'marginal_profiles', 'sampler_inputs', 'structure_profiles',
-           'MapsToProfiles']
+__all__ = ['FLOAT32_EPS', 'KEY_DTYPE', 'resize_bilinear', 'train_indicator', 'channel_sums',
+           'map_keys', 'key_error_bound', 'distinct_mask', 'exact_distinct_mask',
+           'official_structure_mask', 'map_groups', 'draw_distinct', 'detail_weights',
+           'sampler_inputs', 'structure_profiles', 'MapsToProfiles']
+
+FLOAT32_EPS = 2.0 ** -23    # the resolution at which keys are compared (machine epsilon)
+KEY_DTYPE = 'float64'       # the keys and the relation of the default mode
+_UNIT64 = 2.0 ** -53        # float64 unit roundoff
 
 # A profile is divided by (sum + _EPS): an all-zero map gives an all-zero profile, which the
 # sampler treats as uniform, instead of 0/0 = NaN. For float32 sums above ~1e-4 it is a no-op.
@@ -77,40 +126,112 @@ def channel_sums(F, x, rel=None):
     """(N, C) spatial sums of the attention maps: of ``x`` (N, C, h, w) itself, or, with the
     relation ``rel`` (N, C, C) of a TrilinearAttention given, of the maps ``M = rel @ X`` of the
     features ``x`` without forming them (``sum over positions of M = rel @ (sum over positions
-    of X)``)."""
-    x = amp_float32(F, x)   # exact comparisons follow (module docstring)
+    of X)``). Legacy mode's official sums, in the dtype of ``x``."""
     sums = F.sum(F.reshape(x, (0, 0, -1)), axis=-1, keepdims=True)          # (N, C, 1)
     if rel is not None:
         sums = F.batch_dot(rel, sums)
     return F.reshape(sums, (0, -1))
 
 
-def _index_pairs(F, sums, compare):
-    """(C, C) constant ``compare(i, j)`` over channel indices, e.g. F.broadcast_lesser."""
-    idx = F.contrib.arange_like(sums, axis=1)                               # (C,)
+def _count(F, t, axis):
+    """(N, 1): the length of ``t``'s axis ``axis`` (1 or 2 of an (N, A, B) tensor), in its
+    dtype."""
+    one = F.slice_axis(t, axis=3 - axis, begin=0, end=1)
+    return F.reshape(F.sum(F.ones_like(one), axis=axis), (0, 1))
+
+
+def map_keys(F, x, rel=None):
+    """(N, C, 3) keys of the maps ``rel @ X`` (``rel`` None: of the maps ``x`` itself): per map
+    its mass and its moments along y and x, ``sum_p M_p``, ``sum_p (y_p + 1) M_p`` and
+    ``sum_p (x_p + 1) M_p``, in the dtype of ``x`` (float64 in the default mode)."""
+    keys = []
+    for axis in (3, 2):                                   # rows (N, C, H), then columns
+        line = F.sum(x, axis=axis)
+        place = F.reshape(F.contrib.arange_like(line, axis=2) + 1, (1, 1, -1))
+        if axis == 3:
+            keys.append(F.sum(line, axis=2, keepdims=True))                 # the mass
+        keys.append(F.sum(F.broadcast_mul(line, place), axis=2, keepdims=True))
+    keys = F.concat(*keys, dim=2)                         # (N, C, 3)
+    return keys if rel is None else F.batch_dot(rel, keys)
+
+
+def key_error_bound(F, x, logits=None):
+    """(N, C): E_c, the bound of the relative float64 rounding error of the keys of channel c
+    (module docstring) for features ``x`` (N, C, h, w) >= 0 and the relation's ``logits``
+    (N, C, C) before its softmax; without ``logits`` (the maps given themselves), the error of
+    their sums, (n + 2) u."""
+    flat = F.reshape(x, (0, 0, -1))                                         # (N, C, n)
+    n = _count(F, flat, 2)
+    if logits is None:
+        return F.broadcast_mul(F.ones_like(F.max(flat, axis=-1)), (n + 2) * _UNIT64)
+    c = _count(F, flat, 1)
+    xmax = F.max(flat, axis=-1)                                             # (N, C)
+    rmax = F.max(F.abs(logits), axis=-1)
+    bound = F.broadcast_add(2 * F.broadcast_mul(rmax, F.broadcast_add(21 * xmax, 2 * n + 4)),
+                            2 * c + 6)
+    return bound * _UNIT64
+
+
+def _index_pairs(F, t, compare):
+    """(C, C) constant ``compare(i, j)`` over the indices of axis 1 of ``t``, e.g.
+    F.broadcast_lesser."""
+    idx = F.contrib.arange_like(t, axis=1)                                  # (C,)
     return compare(F.reshape(idx, (-1, 1)), F.reshape(idx, (1, -1)))        # [i, j]
 
 
-def distinct_mask(F, sums):
-    """(N, C): 1 for the first channel of every group of channels with equal sums, else 0."""
-    sums = amp_float32(F, sums)
-    equal = F.broadcast_equal(F.expand_dims(sums, axis=2), F.expand_dims(sums, axis=1))
-    later = _index_pairs(F, sums, F.broadcast_greater)                      # [i, j] = i > j
-    earlier_twins = F.sum(F.broadcast_mul(equal, F.expand_dims(later, axis=0)), axis=-1)
+def _first_of_groups(F, same):
+    """(N, C): 1 where no earlier channel is in ``same`` (N, C, C) with it, else 0."""
+    later = _index_pairs(F, same, F.broadcast_greater)                      # [i, j] = i > j
+    earlier_twins = F.sum(F.broadcast_mul(same, F.expand_dims(later, axis=0)), axis=-1)
     return earlier_twins == 0
+
+
+def distinct_mask(F, keys, bound):
+    """(N, C): 1 for the first channel of every group of maps whose ``keys`` (N, C, 3) agree
+    to within ``(FLOAT32_EPS + bound_i + bound_j) max(K_i, K_j)`` in every key, ``bound``
+    (N, C) being :func:`key_error_bound` (the module docstring derives the rule)."""
+    a, b = F.expand_dims(keys, axis=2), F.expand_dims(keys, axis=1)         # [i, j, k]
+    tol = F.broadcast_add(F.expand_dims(bound, axis=2), F.expand_dims(bound, axis=1))
+    tol = F.expand_dims(tol + FLOAT32_EPS, axis=3)                          # (N, C, C, 1)
+    close = F.abs(F.broadcast_sub(a, b)) <= F.broadcast_mul(tol, F.broadcast_maximum(a, b))
+    return _first_of_groups(F, F.min(close, axis=-1))
+
+
+def exact_distinct_mask(F, sums):
+    """(N, C): 1 for the first channel of every group of channels with exactly equal ``sums``
+    (legacy mode: the official comparison)."""
+    return _first_of_groups(F, F.broadcast_equal(F.expand_dims(sums, axis=2),
+                                                 F.expand_dims(sums, axis=1)))
 
 
 def official_structure_mask(F, sums):
     """(N, C): the official ``Structure_Att`` weights (see the module docstring)."""
-    ordered = F.sort(amp_float32(F, sums), axis=-1)
+    ordered = F.sort(sums, axis=-1)
     changed = F.slice_axis(ordered, axis=1, begin=1, end=None) != \
         F.slice_axis(ordered, axis=1, begin=0, end=-1)
     return F.concat(F.ones_like(F.slice_axis(ordered, axis=1, begin=0, end=1)), changed, dim=1)
 
 
-def structure_weights(F, sums, official=False):
-    """(N, C) weights of the structure map: each distinct map once, or the official mask."""
-    return official_structure_mask(F, sums) if official else distinct_mask(F, sums)
+def map_groups(F, x, attention=None, official_mask=False, dtype='float32'):
+    """Which maps are the same map, for features (or maps) ``x`` already in ``dtype``.
+
+    Returns ``(rel, rel_dtype, first, structure)``: the relation the maps are combined with
+    (:func:`combine_maps`; None: ``x`` holds the maps), its dtype when it is not ``dtype``,
+    the first channel of every group (N, C) and the structure map's channel weights (N, C),
+    both 0/1 in ``dtype``. Default mode: float64 keys at float32 resolution; legacy
+    (``official_mask``): the float32 relation, exact equality of the sums and the official
+    mask (module docstring).
+    """
+    if official_mask:
+        rel = attention.relation(F, x) if attention is not None else None
+        sums = channel_sums(F, x, rel)
+        return rel, None, exact_distinct_mask(F, sums), official_structure_mask(F, sums)
+    wide = F.cast(x, dtype=KEY_DTYPE)
+    rel, logits = attention.relation(F, wide, with_logits=True) if attention is not None \
+        else (None, None)
+    keys = map_keys(F, wide, rel)
+    first = F.cast(distinct_mask(F, keys, key_error_bound(F, wide, logits)), dtype=dtype)
+    return rel, (KEY_DTYPE if rel is not None else None), first, first
 
 
 def draw_distinct(F, first, u):
@@ -155,15 +276,8 @@ def _profiles(F, amaps, size):
     return row, col
 
 
-def marginal_profiles(F, amap, size):
-    """Row and column profiles of (N, H, W) maps (``size`` = H = W, or (H, W)):
-    ``row[r] = max_c A[r, c]`` (drives y) and ``col[c] = max_r A[r, c]`` (drives x), each
-    divided by its sum; (N, H) and (N, W)."""
-    row, col = _profiles(F, F.expand_dims(amap, axis=1), size)
-    return F.reshape(row, (0, -1)), F.reshape(col, (0, -1))
-
-
-def sampler_inputs(F, x, input_size, attention=None, official_mask=False, channel=None):
+def sampler_inputs(F, x, input_size, attention=None, official_mask=False, channel=None,
+                   dtype='float32'):
     """Features (or attention maps) -> the sampler's profiles of the detail and structure images.
 
     Parameters
@@ -175,55 +289,65 @@ def sampler_inputs(F, x, input_size, attention=None, official_mask=False, channe
     input_size : int
         Side of the image the sampler reads (512); the maps are upsampled to it.
     official_mask : bool
-        The official structure-map mask (legacy mode) instead of each distinct map once.
+        Legacy mode: the official structure-map mask and exact equality of the float32 sums,
+        instead of each distinct map once (:func:`map_groups`).
     channel : (N,) or None
         The detail map's channels, in either mode, instead of the mode's own choice (pictures).
+    dtype : str
+        The network's float type ('float32'; 'float64' for a network cast to it), that of the
+        outputs.
 
     Returns
     -------
-    ``(detail_y, detail_x, structure_y, structure_x, detail_map, structure_map, num_distinct)``:
+    ``(detail_y, detail_x, structure_y, structure_x, detail_map, structure_map, first)``:
     row (y) and column (x) profiles (N, input_size), the two upsampled maps (N, input_size,
-    input_size), and the number of distinct maps of each image (N,). No gradient flows back.
+    input_size), and the first channel of every group of equal maps (N, C), whose row sum is
+    the number of distinct maps. No gradient flows back.
     """
     x = amp_float32(F, F.BlockGrad(x))                     # float32 under AMP (docstring)
-    rel = attention.relation(F, x) if attention is not None else None     # once, for both uses
-    sums = channel_sums(F, x, rel)                                         # (N, C)
-    first = distinct_mask(F, sums)
+    rel, rel_dtype, first, structure = map_groups(F, x, attention, official_mask, dtype)
     detail = detail_weights(F, first, channel=channel)
-    structure = official_structure_mask(F, sums) if official_mask else first
     weights = F.stack(detail, structure, axis=1)                           # (N, 2, C)
-    small = combine_maps(F, x, weights, rel)                               # (N, 2, h, w)
+    small = combine_maps(F, x, weights, rel, rel_dtype, dtype)             # (N, 2, h, w)
     up = resize_bilinear(F, small, input_size)                             # (N, 2, S, S)
     dmap = F.slice_axis(up, axis=1, begin=0, end=1)
     smap = F.square(F.slice_axis(up, axis=1, begin=1, end=2))
     rows, cols = _profiles(F, F.concat(dmap, smap, dim=1), input_size)
     dy, sy = F.split(rows, num_outputs=2, axis=1, squeeze_axis=True)
     dx, sx = F.split(cols, num_outputs=2, axis=1, squeeze_axis=True)
-    return (dy, dx, sy, sx, F.reshape(dmap, (0, -3, 0)), F.reshape(smap, (0, -3, 0)),
-            F.sum(first, axis=1))
+    return dy, dx, sy, sx, F.reshape(dmap, (0, -3, 0)), F.reshape(smap, (0, -3, 0)), first
 
 
-def structure_profiles(F, x, input_size, attention=None, official_mask=False):
+def structure_profiles(F, x, input_size, attention=None, official_mask=False, dtype='float32'):
     """Row and column profiles (N, input_size) of the structure map only (inference), as
     :func:`sampler_inputs` computes them."""
     x = amp_float32(F, F.BlockGrad(x))                     # float32 under AMP (docstring)
-    rel = attention.relation(F, x) if attention is not None else None
-    weights = F.expand_dims(structure_weights(F, channel_sums(F, x, rel), official_mask),
-                            axis=1)                                        # (N, 1, C)
-    small = combine_maps(F, x, weights, rel)
+    rel, rel_dtype, _, structure = map_groups(F, x, attention, official_mask, dtype)
+    small = combine_maps(F, x, F.expand_dims(structure, axis=1), rel, rel_dtype, dtype)
     row, col = _profiles(F, F.square(resize_bilinear(F, small, input_size)), input_size)
     return F.reshape(row, (0, -1)), F.reshape(col, (0, -1))
 
 
 class MapsToProfiles(HybridBlock):
     """:func:`sampler_inputs` as a block (the random detail draw): ``MapsToProfiles(input_size,
-    attention, official_mask)(x)``."""
+    attention, official_mask)(x)``. Its float type follows ``cast`` (float32 by default)."""
 
     def __init__(self, input_size, attention=None, official_mask=False, **kwargs):
         super().__init__(**kwargs)
         self.input_size = int(input_size)
         self.attention = attention  # parameter-free; TASN's own block is shared here
         self.official_mask = bool(official_mask)
+        self.dtype = 'float32'
+
+    def cast(self, dtype):
+        self.dtype = str(getattr(dtype, '__name__', dtype))
+        super().cast(dtype)
 
     def hybrid_forward(self, F, x):
-        return sampler_inputs(F, x, self.input_size, self.attention, self.official_mask)
+        return sampler_inputs(F, x, self.input_size, self.attention, self.official_mask,
+                              dtype=self.dtype)
+
+    def structure_profiles(self, F, x):
+        """:func:`structure_profiles` with this block's settings (the predictor's path)."""
+        return structure_profiles(F, x, self.input_size, self.attention, self.official_mask,
+                                  self.dtype)

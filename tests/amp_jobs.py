@@ -135,7 +135,7 @@ def job_casts(args):
     return dict(input_dtype=_dtype_name(x_low.dtype),
                 dtypes=[_dtype_name(a.dtype) for a in outs[0]],
                 equal=[bool(np.array_equal(a.asnumpy(), b.asnumpy())) for a, b in zip(*outs)],
-                num_distinct=outs[0][6].asnumpy().tolist(),
+                num_distinct=outs[0][6].asnumpy().sum(axis=1).tolist(),
                 sampled_dtype=_dtype_name(sampled.dtype),
                 sampled_equal=bool(np.array_equal(sampled.asnumpy(), ref.asnumpy())))
 

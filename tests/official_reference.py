@@ -29,6 +29,12 @@ Two switches select the arithmetic of the two points where the official code has
     ``'batch'``: the official kernel's C[-1]: its cumulative tables of one call lie in one
     buffer, so image b >= 1 reads image b-1's last entry of the same axis, image 0 reads 0.
     ``'zero'``: C[-1] = 0 for every image.
+
+``dtype`` (float32, the official arithmetic; or float64) is the float type of every step:
+networks, attention, masks and sampler. The attention maps are computed once per distinct
+channel of X (``trilinear_attention``): channels that are equal (zero everywhere) share one map,
+so their sums are equal by construction and the official mask of the reference does not hang
+on how a BLAS rounds rows that are equal in exact arithmetic.
 """
 import numpy as np
 import mxnet as mx
@@ -159,21 +165,31 @@ def _softmax_last(z):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def trilinear_attention(x):
-    """X (N, C, H, W) -> the C attention maps (N, C, H, W), float32:
-    N1 = softmax_HW(7 X); R = N1 X^T; N2 = row softmax of R; M = N2 X."""
-    x = np.asarray(x, dtype=_F32)
+def trilinear_attention(x, dtype=_F32):
+    """X (N, C, H, W) -> the C attention maps (N, C, H, W) in ``dtype``:
+    N1 = softmax_HW(7 X); R = N1 X^T; N2 = row softmax of R; M = N2 X. Each distinct channel
+    of X is computed once (equal channels give the same map); einsum, no BLAS."""
+    x = np.asarray(x, dtype=dtype)
     n, c, h, w = x.shape
-    f = x.reshape(n, c, h * w)
-    n1 = _softmax_last(f * _F32(SOFTMAX_SCALE))
-    n2 = _softmax_last(np.matmul(n1, f.transpose(0, 2, 1)))
-    return np.matmul(n2, f).reshape(n, c, h, w).astype(_F32, copy=False)
+    out = np.empty_like(x)
+    for i in range(n):
+        f = x[i].reshape(c, h * w)
+        rows, inverse = np.unique(f, axis=0, return_inverse=True)
+        n1 = _softmax_last(rows * dtype(SOFTMAX_SCALE))
+        n2 = _softmax_last(np.einsum('ap,bp->ab', n1, f))
+        out[i] = np.einsum('ab,bp->ap', n2, f)[inverse.reshape(-1)].reshape(c, h, w)
+    return out
 
 
-def map_sums(maps):
-    """(N, C) float32 spatial sums of the maps (the official ``mx.nd.sum`` over HW)."""
-    maps = np.asarray(maps, dtype=_F32)
-    return maps.reshape(maps.shape[0], maps.shape[1], -1).sum(axis=-1, dtype=_F32)
+def map_sums(maps, dtype=_F32):
+    """(N, C) spatial sums of the maps (the official ``mx.nd.sum`` over HW), in ``dtype``;
+    equal maps have equal sums (each distinct map is summed once)."""
+    maps = np.asarray(maps, dtype=dtype)
+    out = np.empty(maps.shape[:2], dtype)
+    for i, m in enumerate(maps.reshape(maps.shape[0], maps.shape[1], -1)):
+        rows, inverse = np.unique(m, axis=0, return_inverse=True)
+        out[i] = rows.sum(axis=-1, dtype=dtype)[inverse.reshape(-1)]
+    return out
 
 
 def keep_sorted(a):
@@ -184,18 +200,18 @@ def keep_sorted(a):
     return np.concatenate(([True], s[1:] != s[:-1]))
 
 
-def structure_weights(a, mode='official'):
-    """(C,) float32 weights of the maps in the structure map, for one image's sums ``a``.
+def structure_weights(a, mode='official', dtype=_F32):
+    """(C,) weights of the maps in the structure map, for one image's sums ``a``.
 
     ``'official'``: keep_sorted(a) applied in channel order (map c weighted by keep_sorted[c],
     the official defect); ``'none'``: all ones; ``'distinct'``: one map of each tie group."""
     a = np.asarray(a)
     if mode == 'official':
-        return keep_sorted(a).astype(_F32)
+        return keep_sorted(a).astype(dtype)
     if mode == 'none':
-        return np.ones(a.shape, _F32)
+        return np.ones(a.shape, dtype)
     if mode == 'distinct':
-        w = np.zeros(a.shape, _F32)
+        w = np.zeros(a.shape, dtype)
         w[detail_candidates(a)] = 1.0
         return w
     raise ValueError('structure_mask must be one of %s, got %r' % (STRUCTURE_MASKS, mode))
@@ -219,95 +235,96 @@ def draw_detail_channel(a, rng):
                      else rng.integers(len(cands))])
 
 
-def resize_align_corners(small, size):
-    """(N, h, w) -> (N, size, size) float32 with MXNet's BilinearResize2D (align corners)."""
-    nd = mx.nd.array(np.asarray(small, dtype=_F32)[:, None])
+def resize_align_corners(small, size, dtype=_F32):
+    """(N, h, w) -> (N, size, size) in ``dtype`` with MXNet's BilinearResize2D (align
+    corners)."""
+    nd = mx.nd.array(np.asarray(small, dtype=dtype)[:, None], dtype=dtype)
     return mx.nd.contrib.BilinearResize2D(nd, height=size, width=size,
                                           align_corners=True).asnumpy()[:, 0]
 
 
-def _weighted_sum(maps, weights):
+def _weighted_sum(maps, weights, dtype=_F32):
     """(N, C, h, w), (N, C) -> (N, h, w): sum_c weights[:, c] maps[:, c] (the official
-    batch_dot of the weights with the maps), float32."""
+    batch_dot of the weights with the maps), in ``dtype``."""
     n, c, h, w = maps.shape
-    out = np.matmul(weights[:, None, :].astype(_F32), maps.reshape(n, c, h * w))
+    out = np.einsum('nc,ncp->np', weights.astype(dtype), maps.reshape(n, c, h * w))
     return out.reshape(n, h, w)
 
 
-def structure_map(maps, sums=None, mode='official', size=INPUT_SIZE):
+def structure_map(maps, sums=None, mode='official', size=INPUT_SIZE, dtype=_F32):
     """The official structure map (N, size, size): the maps weighted by structure_weights
     (per image), summed, resized to ``size``, squared."""
-    maps = np.asarray(maps, dtype=_F32)
-    sums = map_sums(maps) if sums is None else sums
-    weights = np.stack([structure_weights(a, mode) for a in sums])
-    up = resize_align_corners(_weighted_sum(maps, weights), size)
+    maps = np.asarray(maps, dtype=dtype)
+    sums = map_sums(maps, dtype) if sums is None else sums
+    weights = np.stack([structure_weights(a, mode, dtype) for a in sums])
+    up = resize_align_corners(_weighted_sum(maps, weights, dtype), size, dtype)
     return up * up
 
 
-def detail_map(maps, size=INPUT_SIZE):
+def detail_map(maps, size=INPUT_SIZE, dtype=_F32):
     """The official inference-mode detail map (N, size, size): the plain channel sum, resized,
     not squared."""
-    maps = np.asarray(maps, dtype=_F32)
-    return resize_align_corners(maps.sum(axis=1, dtype=_F32), size)
+    maps = np.asarray(maps, dtype=dtype)
+    return resize_align_corners(maps.sum(axis=1, dtype=dtype), size, dtype)
 
 
-def detail_map_train(maps, channels, size=INPUT_SIZE):
+def detail_map_train(maps, channels, size=INPUT_SIZE, dtype=_F32):
     """The training-mode detail map for given channels (one per image, e.g. from
     ``draw_detail_channel``): that map, resized, not squared."""
-    maps = np.asarray(maps, dtype=_F32)
-    return resize_align_corners(maps[np.arange(len(maps)), np.asarray(channels)], size)
+    maps = np.asarray(maps, dtype=dtype)
+    return resize_align_corners(maps[np.arange(len(maps)), np.asarray(channels)], size, dtype)
 
 
 def marginals(amap):
-    """(N, H, W) -> (row profile (N, H), column profile (N, W)), float32: row = max over the
-    columns, col = max over the rows, each divided by its sum. The row profile drives y (the
-    official code calls it ``attx``)."""
-    amap = np.asarray(amap, dtype=_F32)
+    """(N, H, W) -> (row profile (N, H), column profile (N, W)) in the dtype of ``amap``:
+    row = max over the columns, col = max over the rows, each divided by its sum. The row
+    profile drives y (the official code calls it ``attx``)."""
+    amap = np.asarray(amap)
     row, col = amap.max(axis=2), amap.max(axis=1)
-    return (row / row.sum(axis=1, keepdims=True, dtype=_F32),
-            col / col.sum(axis=1, keepdims=True, dtype=_F32))
+    return (row / row.sum(axis=1, keepdims=True, dtype=amap.dtype),
+            col / col.sum(axis=1, keepdims=True, dtype=amap.dtype))
 
 
 # --------------------------------------------------- the official AttSampler kernel, NumPy
 
-def _budget(m_a, m_b, out, threshold, iters):
-    """Clip and give back, both axes together, in float32 as the kernel: the cap of round j is
-    min(max m_a, max m_b) (each max starting from 0), round 0 also capped at ``threshold``;
-    after capping each axis gets (out - sum) / L added to every bin."""
+def _budget(m_a, m_b, out, threshold, iters, dtype=_F32):
+    """Clip and give back, both axes together, in ``dtype`` (float32 as the kernel): the cap
+    of round j is min(max m_a, max m_b) (each max starting from 0), round 0 also capped at
+    ``threshold``; after capping each axis gets (out - sum) / L added to every bin."""
     m_a, m_b = m_a.copy(), m_b.copy()
-    out_f = _F32(out)
+    out_f = dtype(out)
     for j in range(iters):
-        cap = min(max(_F32(0), m_a.max()), max(_F32(0), m_b.max()))
+        cap = min(max(dtype(0), m_a.max()), max(dtype(0), m_b.max()))
         if j == 0:
             cap = min(threshold, cap)
         # the kernel's sum is a BLAS gemm with a ones vector: float32, order unspecified
-        m_a = np.where(m_a > cap, cap, m_a).astype(_F32)
-        m_b = np.where(m_b > cap, cap, m_b).astype(_F32)
-        m_a = (m_a + (out_f - m_a.sum(dtype=_F32)) / _F32(m_a.size)).astype(_F32)
-        m_b = (m_b + (out_f - m_b.sum(dtype=_F32)) / _F32(m_b.size)).astype(_F32)
+        m_a = np.where(m_a > cap, cap, m_a).astype(dtype)
+        m_b = np.where(m_b > cap, cap, m_b).astype(dtype)
+        m_a = (m_a + (out_f - m_a.sum(dtype=dtype)) / dtype(m_a.size)).astype(dtype)
+        m_b = (m_b + (out_f - m_b.sum(dtype=dtype)) / dtype(m_b.size)).astype(dtype)
     return m_a, m_b
 
 
-def _legacy_table(m):
-    """C[0] = 1, C[i] = C[i-1] + m[i] (sequential float32)."""
-    return np.cumsum(np.concatenate(([_F32(1)], m[1:])).astype(_F32), dtype=_F32)
+def _legacy_table(m, dtype=_F32):
+    """C[0] = 1, C[i] = C[i-1] + m[i] (sequential, in ``dtype``)."""
+    return np.cumsum(np.concatenate(([dtype(1)], m[1:])).astype(dtype), dtype=dtype)
 
 
-def _inverse_cdf(table, c_prev, out):
+def _inverse_cdf(table, c_prev, out, dtype=_F32):
     """The kernel's loop: for output pixel i, the smallest j (scanning on from the previous
     one) with C[j] >= i * step, then p = j + (i*step - C[j]) / (C[j] - C[j-1]) with C[-1] =
-    ``c_prev``; returns g = p * 2 / (L - 1) - 1 (float32)."""
+    ``c_prev``; returns g = p * 2 / (L - 1) - 1 (in ``dtype``)."""
     length = table.size
-    step = table[length - 1] / _F32(out)
-    myscale = _F32(2.0 / (length - 1))
-    g = np.empty(out, _F32)
+    step = table[length - 1] / dtype(out)
+    myscale = dtype(2.0 / (length - 1))
+    g = np.empty(out, dtype)
     i = j = 0
     while i < out:
-        t = _F32(i) * step
+        t = dtype(i) * step
         if table[j] >= t:
             prev = table[j - 1] if j > 0 else c_prev
-            p = _F32(j) + (t - table[j]) / (table[j] - prev)
-            g[i] = p * myscale - _F32(1)
+            p = dtype(j) + (t - table[j]) / (table[j] - prev)
+            g[i] = p * myscale - dtype(1)
             i += 1
         else:
             j += 1
@@ -317,8 +334,9 @@ def _inverse_cdf(table, c_prev, out):
 
 
 def sampler_grid(row_profile, col_profile, in_h, in_w, scale=SCALE, dense=DENSE, iters=ITERS,
-                 c_minus_one='batch'):
-    """The official AttSampler's grid for one operator call, float32.
+                 c_minus_one='batch', dtype=_F32):
+    """The official AttSampler's grid for one operator call, in ``dtype`` (float32: the
+    kernel's arithmetic).
 
     Parameters
     ----------
@@ -332,43 +350,45 @@ def sampler_grid(row_profile, col_profile, in_h, in_w, scale=SCALE, dense=DENSE,
 
     Returns
     -------
-    (ys, xs): image coordinates (N, out_h), (N, out_w), float32, as the CUDA forward kernel
-    computes them: ``(g + 1) * (size - 1) / 2``.
+    (ys, xs): image coordinates (N, out_h), (N, out_w), as the CUDA forward kernel computes
+    them: ``(g + 1) * (size - 1) / 2``.
     """
     if c_minus_one not in C_MINUS_ONE:
         raise ValueError('c_minus_one must be one of %s, got %r' % (C_MINUS_ONE, c_minus_one))
-    row_profile = np.asarray(row_profile, dtype=_F32).reshape(len(row_profile), -1)
-    col_profile = np.asarray(col_profile, dtype=_F32).reshape(len(col_profile), -1)
+    row_profile = np.asarray(row_profile, dtype=dtype).reshape(len(row_profile), -1)
+    col_profile = np.asarray(col_profile, dtype=dtype).reshape(len(col_profile), -1)
     n, length = row_profile.shape
     if col_profile.shape != (n, length):
         raise ValueError('the kernel takes both profiles of one length')
-    scale_f = _F32(scale)
-    out = int(_F32(in_h) * scale_f)  # int out_size = in_size * param_.scale
-    threshold = scale_f * _F32(dense) * _F32(in_h) / _F32(length)
-    ys, xs = np.empty((n, out), _F32), np.empty((n, out), _F32)
+    scale_f = np.float32(scale)      # the operator's attribute is a float32
+    out = int(np.float32(in_h) * scale_f)  # int out_size = in_size * param_.scale
+    threshold = dtype(scale_f) * dtype(dense) * dtype(in_h) / dtype(length)
+    ys, xs = np.empty((n, out), dtype), np.empty((n, out), dtype)
     prev_tables = None
     for b in range(n):
-        m_row, m_col = _budget(row_profile[b] * _F32(out), col_profile[b] * _F32(out), out,
-                               threshold, iters)
-        tables = (_legacy_table(m_row), _legacy_table(m_col))
+        m_row, m_col = _budget(row_profile[b] * dtype(out), col_profile[b] * dtype(out), out,
+                               threshold, iters, dtype)
+        tables = (_legacy_table(m_row, dtype), _legacy_table(m_col, dtype))
         if c_minus_one == 'batch' and prev_tables is not None:
             c_prev = (prev_tables[0][-1], prev_tables[1][-1])
         else:
-            c_prev = (_F32(0), _F32(0))
-        g_y = _inverse_cdf(tables[0], c_prev[0], out)
-        g_x = _inverse_cdf(tables[1], c_prev[1], out)
-        ys[b] = (g_y + _F32(1)) * _F32(in_h - 1) / _F32(2)
-        xs[b] = (g_x + _F32(1)) * _F32(in_w - 1) / _F32(2)
+            c_prev = (dtype(0), dtype(0))
+        g_y = _inverse_cdf(tables[0], c_prev[0], out, dtype)
+        g_x = _inverse_cdf(tables[1], c_prev[1], out, dtype)
+        ys[b] = (g_y + dtype(1)) * dtype(in_h - 1) / dtype(2)
+        xs[b] = (g_x + dtype(1)) * dtype(in_w - 1) / dtype(2)
         prev_tables = tables
     return ys, xs
 
 
 def _tap_matrix(coords, size):
     """(out,) coordinates -> (out, size) bilinear weights with zero padding: taps floor(c)
-    (weight 1 - frac) and floor(c) + 1 (weight frac), a tap outside [0, size - 1] reads 0."""
-    coords = np.asarray(coords, dtype=_F32)
+    (weight 1 - frac) and floor(c) + 1 (weight frac), a tap outside [0, size - 1] reads 0.
+    The fraction in the dtype of ``coords`` (float32: the kernel's)."""
+    coords = np.asarray(coords)
+    one = coords.dtype.type(1)
     base = np.floor(coords).astype(np.int64)
-    w0 = (_F32(1) - (coords - base.astype(_F32))).astype(np.float64)
+    w0 = (one - (coords - base.astype(coords.dtype))).astype(np.float64)
     mat = np.zeros((coords.size, size))
     rows = np.arange(coords.size)
     for idx, wt in ((base, w0), (base + 1, 1.0 - w0)):
@@ -377,26 +397,26 @@ def _tap_matrix(coords, size):
     return mat
 
 
-def sample_bilinear_zero_pad(data, ys, xs):
+def sample_bilinear_zero_pad(data, ys, xs, dtype=_F32):
     """The CUDA forward kernel's sampling: out[n, c, h, w] = bilinear at (ys[n, h], xs[n, w])
-    with zero padding; separable (per-row and per-column weights). float64 inside, float32
-    out."""
+    with zero padding; separable (per-row and per-column weights). float64 inside (einsum, no
+    BLAS), ``dtype`` out."""
     data = np.asarray(data, dtype=np.float64)
     n, c, h, w = data.shape
-    out = np.empty((n, c, ys.shape[1], xs.shape[1]), _F32)
+    out = np.empty((n, c, ys.shape[1], xs.shape[1]), dtype)
     for b in range(n):
         wy, wx = _tap_matrix(ys[b], h), _tap_matrix(xs[b], w)
-        out[b] = np.matmul(np.matmul(wy, data[b]), wx.T)
+        out[b] = np.einsum('kw,cjw->cjk', wx, np.einsum('jh,chw->cjw', wy, data[b]))
     return out
 
 
 def att_sampler(data, row_profile, col_profile, scale=SCALE, dense=DENSE, iters=ITERS,
-                c_minus_one='batch'):
-    """One official AttSampler call: (sampled (N, C, out, out) float32, (ys, xs))."""
-    data = np.asarray(data, dtype=_F32)
+                c_minus_one='batch', dtype=_F32):
+    """One official AttSampler call: (sampled (N, C, out, out), (ys, xs)), in ``dtype``."""
+    data = np.asarray(data, dtype=dtype)
     ys, xs = sampler_grid(row_profile, col_profile, data.shape[2], data.shape[3], scale, dense,
-                          iters, c_minus_one)
-    return sample_bilinear_zero_pad(data, ys, xs), (ys, xs)
+                          iters, c_minus_one, dtype)
+    return sample_bilinear_zero_pad(data, ys, xs, dtype), (ys, xs)
 
 
 # ------------------------------------------------------------------------------ the graph
@@ -433,40 +453,44 @@ class OfficialTASNReference:
             names |= {'aux:' + a for a in sym.list_auxiliary_states()}
         return names
 
-    def _run(self, sym, data):
-        args = {a: self.arg[a] for a in sym.list_arguments() if a != 'data'}
-        args['data'] = mx.nd.array(data, dtype=_F32)
-        aux = {a: self.aux[a] for a in sym.list_auxiliary_states()}
+    def _run(self, sym, data, dtype=_F32):
+        args = {a: self.arg[a].astype(dtype) for a in sym.list_arguments() if a != 'data'}
+        args['data'] = mx.nd.array(data, dtype=dtype)
+        aux = {a: self.aux[a].astype(dtype) for a in sym.list_auxiliary_states()}
         exe = sym.bind(mx.cpu(), args=args, aux_states=aux, grad_req='null')
         return [o.asnumpy() for o in exe.forward(is_train=False)]
 
-    def attention(self, images):
-        """The attention net and maps of (N, 3, 512, 512) images: dict ``att`` (N, K),
-        ``features`` X, ``maps`` M (N, 512, 28, 28), ``sums`` (N, 512) float32."""
-        att, feats = self._run(self.att_symbol, images)
-        maps = trilinear_attention(feats)
-        return dict(att=att, features=feats, maps=maps, sums=map_sums(maps))
+    def attention(self, images, dtype=_F32):
+        """The attention net and maps of (N, 3, 512, 512) images, in ``dtype``: dict ``att``
+        (N, K), ``features`` X, ``maps`` M (N, 512, 28, 28), ``sums`` (N, 512)."""
+        att, feats = self._run(self.att_symbol, images, dtype)
+        maps = trilinear_attention(feats, dtype)
+        return dict(att=att, features=feats, maps=maps, sums=map_sums(maps, dtype))
 
     def heads(self, images, attention, structure_mask='official', c_minus_one='batch'):
-        """The five logits (and the intermediate results) from ``attention(images)``."""
-        images = np.asarray(images, dtype=_F32)
+        """The five logits (and the intermediate results) from ``attention(images)``, in its
+        dtype."""
+        dtype = attention['maps'].dtype.type
+        images = np.asarray(images, dtype=dtype)
         n = images.shape[0]
-        smap = structure_map(attention['maps'], attention['sums'], structure_mask)
-        dmap = detail_map(attention['maps'])
+        smap = structure_map(attention['maps'], attention['sums'], structure_mask, dtype=dtype)
+        dmap = detail_map(attention['maps'], dtype=dtype)
         s_row, s_col = marginals(smap)
         d_row, d_col = marginals(dmap)
-        structure, s_grid = att_sampler(images, s_row, s_col, c_minus_one=c_minus_one)
-        detail, d_grid = att_sampler(images, d_row, d_col, c_minus_one=c_minus_one)
+        structure, s_grid = att_sampler(images, s_row, s_col, c_minus_one=c_minus_one,
+                                        dtype=dtype)
+        detail, d_grid = att_sampler(images, d_row, d_col, c_minus_one=c_minus_one,
+                                     dtype=dtype)
         _, pm_symbol = self.symbols(n)
         part, master, part_aux, master_aux = self._run(
-            pm_symbol, np.concatenate([detail, structure], axis=0))
+            pm_symbol, np.concatenate([detail, structure], axis=0), dtype)
         return dict(att=attention['att'], part=part, master=master, part_aux=part_aux,
                     master_aux=master_aux, structure_map=smap, detail_map=dmap,
                     structure_profiles=(s_row, s_col), detail_profiles=(d_row, d_col),
                     structure_image=structure, detail_image=detail,
                     structure_grid=s_grid, detail_grid=d_grid)
 
-    def forward(self, images, structure_mask='official', c_minus_one='batch'):
+    def forward(self, images, structure_mask='official', c_minus_one='batch', dtype=_F32):
         """The five logits ``{head: (N, K)}`` of the official graph (default switches)."""
-        out = self.heads(images, self.attention(images), structure_mask, c_minus_one)
+        out = self.heads(images, self.attention(images, dtype), structure_mask, c_minus_one)
         return {h: out[h] for h in HEADS}

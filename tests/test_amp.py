@@ -105,7 +105,7 @@ def test_maps_attention_and_sampler_compute_in_float32(dtype, request):
     r = _job('casts', dict(dtype=dtype))
     assert r['input_dtype'] == dtype
     assert r['dtypes'] == ['float32'] * 8 and all(r['equal']), r
-    assert r['num_distinct'] == [13, 13]   # 16 maps, 4 zero channels tied into one: 13
+    assert r['num_distinct'] == [13, 13]   # 16 maps, 4 zero channels one map: 13
     assert r['sampled_dtype'] == 'float32' and r['sampled_equal']
 
 
@@ -113,9 +113,10 @@ def test_maps_attention_and_sampler_compute_in_float32(dtype, request):
 @pytest.mark.parametrize('dtype', ['bfloat16', 'float16'])
 def test_training_graph_dtypes(dtype):
     """TASN's training graph under AMP, built as Symbols (float16, the GPU case, needs no GPU
-    for that): every convolution and dense layer computes in the low precision; the two
-    sampler calls, the softmaxes, the batched products of the attention and the distinct-map
-    comparisons in float32; the five logits and the distinct-map count come out float32."""
+    for that): every convolution and dense layer computes in the low precision; the relation,
+    its softmaxes and the keys of the maps in float64 (the default mode's identity of maps,
+    tasn_gluon.maps), the combination of the two maps, the draw and the two sampler calls in
+    float32; the five logits and the distinct-map count come out float32."""
     r = _job('graph', dict(dtype=dtype))
     inv = r['inventory']
     low = ','.join([dtype] * 2)
@@ -123,11 +124,12 @@ def test_training_graph_dtypes(dtype):
     assert inv.get('Convolution(%s,%s)' % (low, dtype), 0) == 5   # the dilated head (bias)
     assert inv.get('FullyConnected(%s,%s)' % (low, dtype), 0) == 4
     assert inv['AttSampler(float32,float32,float32)'] == 2
-    assert inv['softmax(float32)'] == 2          # the relation, computed once (maps)
-    assert inv['batch_dot(float32,float32)'] == 4  # relation, map sums, two combinations
-    assert inv['broadcast_equal(float32,float32)'] == 2  # the distinct mask (once), the draw
+    assert inv['softmax(float64)'] == 2          # the relation, computed once (maps)
+    assert inv['batch_dot(float64,float64)'] == 3  # relation, keys, weights @ relation
+    assert inv['batch_dot(float32,float32)'] == 1  # the two maps from X, in one product
+    assert inv['broadcast_equal(float32,float32)'] == 1  # the draw
     # nothing else: every watched operator is one of the kinds above
-    assert sum(inv.values()) == 42 + 5 + 4 + 2 + 2 + 4 + 2, inv
+    assert sum(inv.values()) == 42 + 5 + 4 + 2 + 2 + 3 + 1 + 1, inv
     assert r['outputs'] == ['float32'] * 6
 
 

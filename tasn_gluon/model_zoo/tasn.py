@@ -35,8 +35,7 @@ from mxnet.gluon.block import HybridBlock
 
 from .. import ops
 from ..attention import TrilinearAttention, amp_float32
-from ..maps import (MapsToProfiles, channel_sums, distinct_mask, resize_bilinear, sampler_inputs,
-                    structure_profiles)
+from ..maps import MapsToProfiles, resize_bilinear, sampler_inputs
 from .attention_net import AttentionNet
 from .gluoncv_backbones import get_gluoncv_backbone, gluoncv_spec
 from .resnet import get_resnet, resnet_zoo_name
@@ -250,10 +249,10 @@ class TASN(_SamplerMixin, HybridBlock):
         att_logits, feats = self.att_net(resize_bilinear(F, x, self.att_size))
         # the maps are cut from the graph inside self.maps: the attention net gets gradient
         # from its own head only
-        dy, dx, sy, sx, _, _, num_distinct = self.maps(feats)
+        dy, dx, sy, sx, _, _, first = self.maps(feats)
         logits = self._heads(F, att_logits, self._sample(F, x, dy, dx),
                              self._sample(F, x, sy, sx))
-        return logits, num_distinct
+        return logits, F.sum(first, axis=1)
 
     def _heads(self, F, att_logits, detail, struct):
         # one backbone pass over both images: BN statistics shared, as the official graph
@@ -268,7 +267,7 @@ class TASN(_SamplerMixin, HybridBlock):
         """The :class:`TASNPredictor` of this network, sharing its parameters (made once)."""
         if self._views.predictor is None:
             self._views.predictor = TASNPredictor(
-                self.att_net, self.attention, self.backbone, self.fc, self.input_size,
+                self.att_net, self.maps, self.backbone, self.fc, self.input_size,
                 self.att_size, self.sample_size, self._sampler_attrs['dense'],
                 self._sampler_attrs['iters'], self.legacy_sampler, self.uniform_sampler,
                 prefix='')
@@ -315,14 +314,14 @@ class TASN(_SamplerMixin, HybridBlock):
             if chan.shape != (x.shape[0],) or chan.min().asscalar() < 0 \
                     or chan.max().asscalar() >= c:
                 raise ValueError('detail_channel must be one index or N indices in [0, %d)' % c)
-        dy, dx, sy, sx, dmap, smap, num_distinct = sampler_inputs(
-            F, feats, self.input_size, self.attention, self.legacy_sampler, chan)
+        dy, dx, sy, sx, dmap, smap, first = sampler_inputs(
+            F, feats, self.input_size, self.attention, self.legacy_sampler, chan,
+            self.maps.dtype)
         detail, struct = self._sample(F, x, dy, dx), self._sample(F, x, sy, sx)
         logits = self._heads(F, att_logits, detail, struct)
         return dict(att_input=att_in, features=feats, attention_maps=self.attention(feats),
-                    distinct=distinct_mask(F, channel_sums(F, feats,
-                                                                self.attention.relation(F, feats))),
-                    num_distinct=num_distinct, structure_map=smap, detail_map=dmap,
+                    distinct=first, num_distinct=F.sum(first, axis=1),
+                    structure_map=smap, detail_map=dmap,
                     structure_profiles=(sy, sx), detail_profiles=(dy, dx),
                     structure_image=struct, detail_image=detail, logits=logits)
 
@@ -350,12 +349,12 @@ class TASNPredictor(_SamplerMixin, HybridBlock):
 
     Parameters
     ----------
-    att_net, attention, backbone, fc : blocks of a TASN
+    att_net, maps, backbone, fc : blocks of a TASN (``maps``: its MapsToProfiles)
     input_size, att_size, sample_size, dense, iters, legacy_sampler, uniform_sampler
         As in :class:`TASN`.
     """
 
-    def __init__(self, att_net, attention, backbone, fc, input_size=512, att_size=224,
+    def __init__(self, att_net, maps, backbone, fc, input_size=512, att_size=224,
                  sample_size=224, dense=4.0, iters=5, legacy_sampler=False,
                  uniform_sampler=False, **kwargs):
         super().__init__(**kwargs)
@@ -364,7 +363,7 @@ class TASNPredictor(_SamplerMixin, HybridBlock):
         # the attention net without its classifier head (unused here, and export() only
         # accepts parameters the graph uses)
         self.att_body, self.att_conv1, self.att_conv2 = att_net.body, att_net.conv1, att_net.conv2
-        self.attention, self.backbone, self.fc = attention, backbone, fc
+        self.maps, self.backbone, self.fc = maps, backbone, fc
 
     def forward(self, x, *args):
         _check_input(x, self.input_size, 'TASNPredictor')
@@ -373,8 +372,7 @@ class TASNPredictor(_SamplerMixin, HybridBlock):
     def hybrid_forward(self, F, x):
         feats = self.att_conv2(self.att_conv1(self.att_body(resize_bilinear(F, x,
                                                                               self.att_size))))
-        sy, sx = structure_profiles(F, feats, self.input_size, self.attention,
-                                    self.legacy_sampler)
+        sy, sx = self.maps.structure_profiles(F, feats)
         return amp_float32(F, self.fc(self.backbone(self._sample(F, x, sy, sx))))
 
 
