@@ -17,6 +17,9 @@ without the CUDA runtime or a GPU (e.g. the CPU-only ``mxnet`` wheel). MXNet mus
 installed in the environment that runs the build: use ``pip install --no-build-isolation``
 (``make setup`` does). Sources, compiler flags, architectures and link flags come from
 ``tasn_gluon/ops/build.py``, which ``tools/check_cuda_sampler.py --build`` uses too.
+
+Two packages are installed: ``tasn_gluon`` (the library) and ``symbols`` (the Symbol-API side:
+graph export and Module-API scoring, the checkout's top-level ``symbols/`` folder).
 """
 import importlib.util
 import os
@@ -26,22 +29,9 @@ import time
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+# the build rules; importing tasn_gluon.ops does not import MXNet (its MXNet face loads on use)
+from tasn_gluon.ops import build as native
 
-
-def _load_build_module():
-    """tasn_gluon/ops/build.py, the one place for sources, flags and CUDA architectures, loaded
-    by path: importing it as tasn_gluon.ops.build would run tasn_gluon/ops/__init__.py, which
-    imports MXNet (seconds, and it needs a working NumPy), and the package is not installed
-    yet."""
-    spec = importlib.util.spec_from_file_location(
-        'tasn_gluon_ops_build', os.path.join(HERE, 'tasn_gluon', 'ops', 'build.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-native = _load_build_module()
 BuildError = native.BuildError
 
 
@@ -128,10 +118,8 @@ setup(
     name='tasn-gluon',
     version='0.1.0',
     description='Trilinear Attention Sampling Network (CVPR 2019) on MXNet/Gluon 1.9.1',
-    # the checkout's top-level symbols/ folder is installed as tasn_gluon.symbols
-    packages=find_packages(include=['tasn_gluon', 'tasn_gluon.*']) + ['tasn_gluon.symbols'],
-    package_dir={'tasn_gluon.symbols': 'symbols'},
-    package_data={'tasn_gluon.ops': ['csrc/*'], 'tasn_gluon.symbols': ['*.tsv']},
+    packages=find_packages(include=['tasn_gluon', 'tasn_gluon.*', 'symbols']),
+    package_data={'tasn_gluon.ops': ['csrc/*'], 'symbols': ['*.tsv']},
     ext_modules=[Extension('tasn_gluon.ops.libtasn_ops', sources=[]),
                  Extension('tasn_gluon.ops.libtasn_sampler', sources=[])],
     cmdclass={'build_ext': BuildOps},

@@ -131,11 +131,12 @@ def checksum_costs(data_dir, runs):
     import zlib
     from tasn_gluon.data import read_dataset_info
     from tasn_gluon.data import records
+    from tasn_gluon.files import file_digest
     info = read_dataset_info(data_dir)
     rec = os.path.join(data_dir, 'train.rec')
     idx = os.path.join(data_dir, 'train.idx')
     keys, offsets = records.read_index(idx)
-    layout = records.check_headers(rec, idx, keys, offsets)
+    spans = records.check_headers(rec, idx, keys, offsets)
     n = len(offsets)
 
     def check(level):
@@ -153,16 +154,16 @@ def checksum_costs(data_dir, runs):
 
     def sha_records():
         with open(rec, 'rb') as f:
-            for off, length in zip(offsets.tolist(), layout.lengths.tolist()):
+            for off, length in zip(offsets.tolist(), spans.lengths.tolist()):
                 f.seek(off + records.HEADER_BYTES)
                 hashlib.sha256(f.read(length)).digest()
 
     tests = [('check_split headers', lambda: check('headers')),
              ('check_split full (CRC32 per record)', lambda: check('full')),
-             ('CRC32 per record', lambda: records.record_crcs(rec, layout, 0, n)),
+             ('CRC32 per record', lambda: records.record_crcs(rec, spans, 0, n)),
              ('SHA-256 per record', sha_records),
              ('CRC32 whole file', crc_file),
-             ('SHA-256 whole file', lambda: records.file_digest(rec))]
+             ('SHA-256 whole file', lambda: file_digest(rec))]
     cold = [rec, idx, os.path.join(data_dir, 'train.crc32'), os.path.join(data_dir,
                                                                            'train.lst')]
     results = []
@@ -185,7 +186,8 @@ def main_checksums(args):
         n, size, results = checksum_costs(data_dir, args.runs)
         names = sorted(split + suffix for split in ('train', 'val')
                        for suffix in records.SPLIT_FILES)
-        hash_all = time_runs(lambda: records.file_checksums(data_dir, names), args.runs)
+        hash_all = time_runs(lambda: [records.checksum_entry(os.path.join(data_dir, n))
+                                      for n in names], args.runs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     cpu = cpu_model()

@@ -63,8 +63,9 @@ def measure(batch, size, out, repeat, threads):
     def bilinear_sampler():
         gy, gx = ops.att_sampler_grid(ay, ax, size, size, scale)
         # BilinearSampler wants x, y in [-1, 1] with align corners, per output pixel.
-        gx = (gx * (2.0 / (size - 1)) - 1).reshape((batch, 1, 1, out)).broadcast_to((batch, 1, out, out))
-        gy = (gy * (2.0 / (size - 1)) - 1).reshape((batch, 1, out, 1)).broadcast_to((batch, 1, out, out))
+        plane = (batch, 1, out, out)
+        gx = (gx * (2.0 / (size - 1)) - 1).reshape((batch, 1, 1, out)).broadcast_to(plane)
+        gy = (gy * (2.0 / (size - 1)) - 1).reshape((batch, 1, out, 1)).broadcast_to(plane)
         mx.nd.BilinearSampler(x, mx.nd.concat(gx, gy, dim=1)).wait_to_read()
 
     return best_times({'AttSampler': operator, 'cv2.resize': resize, 'cv2.remap': remap,

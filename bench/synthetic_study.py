@@ -27,10 +27,10 @@ import numpy as np
 
 from tasn_gluon.engine import find_checkpoint, get_contexts, run
 from tasn_gluon.engine.builders import prepare_data_dir
-from tasn_gluon.engine.checkpoint import atomic_write_text
+from tasn_gluon.files import atomic_write_text
 from tasn_gluon.engine.config import resolve_config
 from tasn_gluon.engine.evaluation import evaluate_checkpoint
-from tasn_gluon.engine.logs import run_log
+from tasn_gluon.logs import run_log
 from tasn_gluon.engine.metrics import save_figure
 from tasn_gluon.reports.zoom import checkpoint_badge_magnification
 

@@ -14,6 +14,7 @@ import mxnet as mx
 import numpy as np
 
 from tasn_gluon import ops
+from tasn_gluon.errors import InputError
 
 __all__ = ['load_module', 'score']
 
@@ -35,19 +36,17 @@ def load_module(prefix, epoch=0, data_shape=(1, 3, 512, 512), ctx=None, data_nam
 
     Raises
     ------
-    FileNotFoundError
-        When either file is missing.
-    ValueError
-        When the graph's free inputs are not exactly ``data_name``.
+    InputError
+        When either file is missing, or the graph's free inputs are not exactly ``data_name``.
     """
     for path in ('%s-symbol.json' % prefix, '%s-%04d.params' % (prefix, epoch)):
         if not os.path.isfile(path):
-            raise FileNotFoundError('%s not found (write it with tools/export.py)' % path)
+            raise InputError('%s not found (write it with tools/export.py)' % path)
     ops.load()
     symbol, arg_params, aux_params = mx.model.load_checkpoint(prefix, epoch)
     inputs = [name for name in symbol.list_arguments() if name not in arg_params]
     if inputs != [data_name]:
-        raise ValueError('expected one input named %r in %s-symbol.json, found %s'
+        raise InputError('expected one input named %r in %s-symbol.json, found %s'
                          % (data_name, prefix, inputs))
     module = mx.mod.Module(symbol, data_names=[data_name], label_names=None,
                            context=ctx or mx.cpu())

@@ -17,7 +17,11 @@ the maps feed exact comparisons (``tasn_gluon.maps``) and the float32-only sampl
 from mxnet.contrib import amp as _amp
 from mxnet.gluon.block import HybridBlock
 
-__all__ = ['TrilinearAttention', 'ATTENTION_VARIANTS', 'amp_float32', 'combine_maps']
+__all__ = ['TrilinearAttention', 'ATTENTION_VARIANTS', 'KEY_DTYPE', 'amp_float32',
+           'combine_maps']
+
+# the wider dtype of the relation that tells maps apart (tasn_gluon.maps)
+KEY_DTYPE = 'float64'
 
 # variant -> (spatial softmax, relation softmax); 'identity' uses the feature channels as maps
 ATTENTION_VARIANTS = {
@@ -82,19 +86,30 @@ class TrilinearAttention(HybridBlock):
         self.softmax_scale = float(softmax_scale)
         self.variant = variant
 
-    def relation(self, F, x, with_logits=False):
-        """The (normalised) channel-relation matrix (N, C, C) such that M = relation @ X, in
-        the dtype of ``x``, or None for the ``identity`` variant. ``with_logits``: also the
-        matrix before the relation softmax (the relation itself for the variants without one),
-        whose size bounds the rounding error of the softmax (``maps.key_error_bound``)."""
+    def relation(self, F, x, with_logits=False, wide=None):
+        """The (normalised) channel-relation matrix (N, C, C) such that M = relation @ X, or None
+        for the ``identity`` variant. ``wide``: ``x`` in a wider dtype (float64,
+        ``tasn_gluon.maps``): the spatial softmax is computed from ``x``, row by row, and the
+        product and the relation softmax in the wider dtype; None: all in the dtype of ``x``.
+        ``with_logits``: also the matrix before the relation softmax (the relation itself for
+        the variants without one)."""
         if self.variant == 'identity':
             return (None, None) if with_logits else None
         spatial, relation = ATTENTION_VARIANTS[self.variant]
         flat = F.reshape(x, (0, 0, -1))                             # (N, C, HW)
         left = F.softmax(flat * self.softmax_scale, axis=-1) if spatial else flat
+        if wide is not None:
+            flat = F.reshape(wide, (0, 0, -1))
+            left = F.cast(left, dtype=KEY_DTYPE) if spatial else flat
         logits = F.batch_dot(left, flat, transpose_b=True)          # (N, C, C)
         rel = F.softmax(logits, axis=-1) if relation else logits
         return (rel, logits) if with_logits else rel
+
+    @property
+    def bounded_relation(self):
+        """Whether every relation entry is at most the largest feature (the spatial softmax's
+        rows sum to 1), which ``maps.key_error_bound`` uses."""
+        return self.variant != 'identity' and ATTENTION_VARIANTS[self.variant][0]
 
     def hybrid_forward(self, F, x):
         x = amp_float32(F, x)

@@ -1,7 +1,7 @@
 """Official TASN checkpoints (the official code's Module checkpoints ``tasn-NNNN.params``,
 ``mx.nd.save`` of ``arg:NAME`` / ``aux:NAME``) as this project's networks and run directories.
 
-Their names are listed in ``official_checkpoint_params.tsv`` (shipped in ``tasn_gluon.symbols``);
+Their names are listed in ``official_checkpoint_params.tsv`` (shipped in the ``symbols`` package);
 this project's TASN uses the same names except Gluon's BatchNorm suffixes (official
 ``aux:X_moving_mean`` / ``aux:X_moving_var`` = our ``X_running_mean`` / ``X_running_var``)::
 
@@ -21,10 +21,14 @@ must be used and every parameter filled, with the right shape; anything else rai
 import os
 import re
 
-from .engine.checkpoint import atomic_write_text, find_checkpoint, save_checkpoint
-from .engine.config import format_config, resolve_config
-from .model_zoo.tasn import TASN
-from .model_zoo.weights import WeightsError, assign, read_symbol_params, symbol_to_gluon_names
+from .engine.checkpoint import save_checkpoint
+from .engine.config import format_config
+from .engine.config import resolve_config
+from .engine.runs import RunLock
+from .errors import ConfigError, WeightsError
+from .files import atomic_write_text
+from .model_zoo import TASN
+from .model_zoo.weights import assign, read_symbol_params, symbol_to_gluon_names
 
 __all__ = ['official_tasn', 'load_official', 'official_config', 'convert_official']
 
@@ -93,20 +97,24 @@ _EPOCH_RE = re.compile(r'-(\d{4})\.params$')
 def convert_official(params_path, out_dir, num_classes=None, sample_size=224,
                      legacy_sampler=True, dataset='cub', epoch=None, **sizes):
     """Writes an official checkpoint as this project's run directory ``out_dir``
-    (``epoch-NNNN.params`` + record + ``config.json``; see ``engine.checkpoint``).
+    (``epoch-NNNN.params`` + record + ``config.json``; see ``engine.checkpoint``), holding the
+    folder's lock while it writes (``engine.runs``).
 
     ``epoch`` defaults to the number in the file name (``tasn-0300.params`` -> 300), else 0.
     Returns the path of the checkpoint record (``epoch-NNNN.json``).
     """
-    if find_checkpoint(out_dir, verify=False) is not None:
-        raise ValueError('%s already holds a checkpoint; choose another output folder' % out_dir)
+    if epoch is not None and int(epoch) < 0:
+        raise ConfigError('--epoch must be >= 0, not %r' % epoch)
+    if os.path.exists(out_dir) and os.listdir(out_dir):
+        raise ConfigError('%s already exists and is not empty; choose a new output folder'
+                          % out_dir)
     model = official_tasn(params_path, num_classes, sample_size, legacy_sampler, **sizes)
     if epoch is None:
         m = _EPOCH_RE.search(os.fspath(params_path))
         epoch = int(m.group(1)) if m else 0
     cfg = official_config(model.num_classes, sample_size, legacy_sampler, dataset, **sizes)
     cfg = cfg.replace(out=os.path.abspath(out_dir))
-    os.makedirs(out_dir, exist_ok=True)
-    atomic_write_text(os.path.join(out_dir, 'config.json'), format_config(cfg) + '\n')
-    return save_checkpoint(out_dir, int(epoch), model, config=cfg.to_dict(),
-                           extra=dict(converted_from=os.path.abspath(params_path)))
+    with RunLock(out_dir):
+        atomic_write_text(os.path.join(out_dir, 'config.json'), format_config(cfg) + '\n')
+        return save_checkpoint(out_dir, int(epoch), model, config=cfg.to_dict(),
+                               extra=dict(converted_from=os.path.abspath(params_path)))

@@ -7,6 +7,10 @@ that ships with MXNet, with what breaks there mended:
   caller (``127.0.0.1`` for a one-machine job) and every process is told to use it.
 * Its local launcher leaves the job hanging when a worker fails (the scheduler waits for it
   forever); here the first failing worker, or a timeout, ends the whole job.
+
+:func:`launch` returns the job's exit status: 0 when every worker succeeded, else the status of
+the first worker that failed (the tools' own: 2 a bad input, 3 a diverged run ...), or
+:data:`EXIT_TIMEOUT` when the job ran past its timeout.
 """
 import logging
 import os
@@ -16,9 +20,13 @@ import subprocess
 import threading
 import time
 
-__all__ = ['launch', 'patch_dmlc_tracker']
+from .errors import ConfigError
+
+__all__ = ['EXIT_TIMEOUT', 'launch', 'patch_dmlc_tracker']
 
 log = logging.getLogger(__name__)
+
+EXIT_TIMEOUT = 124     # as coreutils' timeout
 
 
 def patch_dmlc_tracker(host):
@@ -43,6 +51,7 @@ class LocalJob:
         self.extra_env = dict(extra_env)
         self.procs = []  # (role, task id, Popen)
         self.failed = threading.Event()
+        self.failed_status = None          # the exit status of the worker that failed
         self.workers_done = threading.Event()
 
     def _env(self, role, task_id, tracker_env):
@@ -70,6 +79,7 @@ class LocalJob:
             bad = [(t, code) for t, code in workers if code not in (None, 0)]
             if bad:
                 log.error('worker (task %d) exited with code %d: stopping the job', *bad[0])
+                self.failed_status = bad[0][1]
                 self.failed.set()
                 return
             if all(code == 0 for _, code in workers):
@@ -109,23 +119,27 @@ def launch(command, num_workers, num_servers=None, launcher='local', host='127.0
 
     Returns
     -------
-    int: 0 when every worker succeeded, 1 otherwise (failure or timeout).
+    int: the job's exit status (module docstring).
     """
     if isinstance(command, (list, tuple)):
         command = ' '.join(shlex.quote(c) for c in command)
     num_servers = num_workers if num_servers is None else num_servers
     if num_workers < 1 or num_servers < 1:
-        raise ValueError('need at least one worker and one server, got %d and %d'
-                         % (num_workers, num_servers))
+        raise ConfigError('need at least one worker and one server, got %d and %d'
+                          % (num_workers, num_servers))
+    if launcher not in ('local', 'ssh'):
+        raise ConfigError("--launcher must be 'local' or 'ssh', not %r" % launcher)
     if os.getpgrp() != os.getpid():
         os.setpgrp()  # lead a process group, so that one signal ends the whole job
     tracker = patch_dmlc_tracker(host)
     if launcher == 'ssh':
         return _launch_ssh(tracker, command, num_workers, num_servers, host, interface, hostfile,
                            sync_dst_dir, env)
-    if launcher != 'local':
-        raise ValueError("launcher must be 'local' or 'ssh', got %r" % launcher)
+    return _launch_local(tracker, command, num_workers, num_servers, host, interface, env,
+                         timeout)
 
+
+def _launch_local(tracker, command, num_workers, num_servers, host, interface, env, timeout):
     job = LocalJob(command, host, interface, env or {})
     scheduler_env = {'DMLC_NODE_HOST': host}
     if interface:
@@ -139,17 +153,18 @@ def launch(command, num_workers, num_servers=None, launcher='local', host='127.0
         if deadline is not None and time.time() > deadline:
             log.error('the job did not finish within %.0f s: stopping it', timeout)
             _kill_group()
-            return 1
+            return EXIT_TIMEOUT
         time.sleep(0.2)
     if job.failed.is_set():
         _kill_group()
-        return 1
+        return job.failed_status
     for _, _, proc in job.procs:  # servers stop once every worker has finalised
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
+            log.error('the servers did not stop within 30 s of the workers: stopping them')
             _kill_group()
-            return 1
+            return EXIT_TIMEOUT
     return 0
 
 
@@ -157,8 +172,8 @@ def _launch_ssh(tracker, command, num_workers, num_servers, host, interface, hos
                 sync_dst_dir, env):
     from dmlc_tracker import opts, ssh
     if not hostfile or not os.path.isfile(hostfile):
-        raise FileNotFoundError('the ssh launcher needs --hostfile: a file with one host a '
-                                'line (got %r)' % hostfile)
+        raise ConfigError('the ssh launcher needs --hostfile: a file with one host a line '
+                          '(got %r)' % hostfile)
     if interface:
         os.environ['DMLC_INTERFACE'] = interface  # ssh.get_env forwards it
     args = ['--cluster', 'ssh', '--num-workers', str(num_workers), '--num-servers',

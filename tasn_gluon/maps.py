@@ -26,34 +26,35 @@ resolution of float32 (:func:`distinct_mask`):
   ``rel @ (X @ W)`` from the relation computed in float64 (:func:`map_keys`). Three keys
   rather than the official sum alone: two different maps rarely share a mass and both moments.
 * rule: channels c and c' are the same map when every key agrees to within float32's machine
-  epsilon plus the float64 rounding bound of both,
-  ``|K_c - K_c'| <= (eps32 + E_c + E_c') max(K_c, K_c')`` with eps32 = 2^-23. A channel is the
-  first of its group when no earlier channel is the same map (the official code keeps the first
-  of every group too). The masks and the draw are exact 0/1 values in any precision.
+  epsilon plus twice the float64 rounding bound E,
+  ``|K_c - K_c'| <= (eps32 + 2 E) max(K_c, K_c')`` with eps32 = 2^-23. A channel is the first
+  of its group when no earlier channel is the same map (the official code keeps the first of
+  every group too). The masks and the draw are exact 0/1 values in any precision.
 
 Why this holds on every machine. X >= 0 (the attention net's X is a sum of ReLUs), so every
-sum below has non-negative terms and errors are relative. A float32 X is exact in float64;
-with u = 2^-53, n = HW positions, C channels, Xmax_c = max_p X_cp and Rmax_c = max_j |R_cj|
-(R the relation before its softmax), to first order in u:
+sum below has non-negative terms and errors are relative. The spatial softmax
+``N1 = softmax(7 X)`` is computed in the features' dtype, row by row, by one piece of code that
+sees only that row (no BLAS): equal rows of X give equal rows of N1, and from there on X and N1
+are exact inputs of a float64 computation. With u = 2^-53, n = HW positions, C channels and
+Rmax_c = max_j R_cj (R the relation before its softmax), to first order in u:
 
-1. ``N1 = softmax(7 X)``: 7x rounds by u relative, so ``7x - max`` has absolute error at most
-   21 Xmax_c u; exp adds 2u, the sum of n terms n u, the division u:
-   eta1 = (21 Xmax_c + n + 3) u relative per entry.
-2. ``R = N1 X^T``: n non-negative products, relative error eta1 + n u, hence absolute error at
-   most (eta1 + n u) Rmax_c.
-3. ``rel = softmax(R)``: an absolute error d of the argument is a relative error 2d of the
+1. ``R = N1 X^T``: n non-negative products, relative error n u, hence absolute error at most
+   n u Rmax_c.
+2. ``rel = softmax(R)``: an absolute error d of the argument is a relative error 2d of the
    result; with the subtraction of the maximum (2u Rmax_c), exp (2u), the sum of C terms and
-   the division: eta3 = 2 Rmax_c (eta1 + n u + u) + (C + 3) u.
-4. ``K = rel @ (X W)``: C non-negative terms (X W is the same for every row): eta3 + C u.
+   the division: eta = 2 Rmax_c (n + 2) u + (C + 3) u.
+3. ``K = rel @ (X W)``: C non-negative terms (X W is the same for every row): eta + C u.
 
-So ``E_c = [2 Rmax_c (21 Xmax_c + 2n + 4) + 2C + 6] u`` (:func:`key_error_bound`) bounds the
-relative float64 error of every key of channel c, whatever the BLAS does: maps identical in
-exact arithmetic always form one group. For TASN's sizes (n = 784, C = 512) and X up to 100,
-E_c < 1e-10, far below eps32 = 1.2e-7: maps whose keys differ by more than float32 resolution
-never merge. Relation rows saturated to the same row are maps whose difference is below
-float32 resolution (the official float32 arithmetic cannot tell them apart either): they
-merge. The float64 relation is also the one the maps are combined with (:func:`combine_maps`),
-so it replaces the float32 one rather than adding to it.
+So ``E_c = [2 Rmax_c (n + 2) + 2C + 3] u`` bounds the relative float64 error of every key of
+channel c, whatever the BLAS does; :func:`key_error_bound` takes E with the image's largest
+feature for Rmax (a row of N1 sums to 1, so R_cj <= max X; float32's rounding of that sum is
+covered by a factor 1.001). Maps identical in exact arithmetic always form one group. For
+TASN's sizes (n = 784, C = 512) and X up to 100, E < 4e-11, far below eps32 = 1.2e-7: maps
+whose keys differ by more than float32 resolution never merge. Relation rows saturated to the
+same row are maps whose difference is below float32 resolution (the official float32
+arithmetic cannot tell them apart either): they merge. The float64 relation is also the one the
+maps are combined with (:func:`combine_maps`), so it replaces the float32 one rather than
+adding to it.
 
 Legacy mode keeps the official code's arithmetic: the float32 relation, and exact equality of
 the float32 map sums ``a_c = sum over positions of map c``:
@@ -90,7 +91,7 @@ hybridized mode alike. The random draw comes from ``random.uniform_like``, so it
 """
 from mxnet.gluon.block import HybridBlock
 
-from .attention import amp_float32, combine_maps
+from .attention import KEY_DTYPE, amp_float32, combine_maps
 
 __all__ = ['FLOAT32_EPS', 'KEY_DTYPE', 'resize_bilinear', 'train_indicator', 'channel_sums',
            'map_keys', 'key_error_bound', 'distinct_mask', 'exact_distinct_mask',
@@ -98,8 +99,9 @@ __all__ = ['FLOAT32_EPS', 'KEY_DTYPE', 'resize_bilinear', 'train_indicator', 'ch
            'sampler_inputs', 'structure_profiles', 'MapsToProfiles']
 
 FLOAT32_EPS = 2.0 ** -23    # the resolution at which keys are compared (machine epsilon)
-KEY_DTYPE = 'float64'       # the keys and the relation of the default mode
 _UNIT64 = 2.0 ** -53        # float64 unit roundoff
+_TINY = 1e-300              # keeps log finite for an all-zero map (all of them then agree)
+_LOG_SLACK = 1e-13          # the log's own rounding and the t^2 term (distinct_mask)
 
 # A profile is divided by (sum + _EPS): an all-zero map gives an all-zero profile, which the
 # sampler treats as uniform, instead of 0/0 = NaN. For float32 sums above ~1e-4 it is a no-op.
@@ -133,43 +135,41 @@ def channel_sums(F, x, rel=None):
     return F.reshape(sums, (0, -1))
 
 
-def _count(F, t, axis):
-    """(N, 1): the length of ``t``'s axis ``axis`` (1 or 2 of an (N, A, B) tensor), in its
-    dtype."""
-    one = F.slice_axis(t, axis=3 - axis, begin=0, end=1)
-    return F.reshape(F.sum(F.ones_like(one), axis=axis), (0, 1))
+def _positions(F, x):
+    """(H * W, 3) float weights of the flattened positions of ``x`` (N, C, H, W): 1, y + 1 and
+    x + 1 (the keys of :func:`map_keys`), in the dtype of ``x``."""
+    plane = F.slice_axis(F.slice_axis(x, axis=0, begin=0, end=1), axis=1, begin=0, end=1)
+    plane = F.reshape(plane, (-3, -2))                                      # (1, H, W)
+    ys = F.broadcast_like(F.reshape(F.contrib.arange_like(plane, axis=1), (1, -1, 1)), plane)
+    xs = F.broadcast_like(F.reshape(F.contrib.arange_like(plane, axis=2), (1, 1, -1)), plane)
+    ones = F.ones_like(plane)
+    return F.transpose(F.reshape(F.concat(ones, ys + 1, xs + 1, dim=0), (3, -1)))
 
 
 def map_keys(F, x, rel=None):
     """(N, C, 3) keys of the maps ``rel @ X`` (``rel`` None: of the maps ``x`` itself): per map
     its mass and its moments along y and x, ``sum_p M_p``, ``sum_p (y_p + 1) M_p`` and
     ``sum_p (x_p + 1) M_p``, in the dtype of ``x`` (float64 in the default mode)."""
-    keys = []
-    for axis in (3, 2):                                   # rows (N, C, H), then columns
-        line = F.sum(x, axis=axis)
-        place = F.reshape(F.contrib.arange_like(line, axis=2) + 1, (1, 1, -1))
-        if axis == 3:
-            keys.append(F.sum(line, axis=2, keepdims=True))                 # the mass
-        keys.append(F.sum(F.broadcast_mul(line, place), axis=2, keepdims=True))
-    keys = F.concat(*keys, dim=2)                         # (N, C, 3)
+    keys = F.dot(F.reshape(x, (0, 0, -1)), _positions(F, x))              # (N, C, 3)
     return keys if rel is None else F.batch_dot(rel, keys)
 
 
-def key_error_bound(F, x, logits=None):
-    """(N, C): E_c, the bound of the relative float64 rounding error of the keys of channel c
-    (module docstring) for features ``x`` (N, C, h, w) >= 0 and the relation's ``logits``
-    (N, C, C) before its softmax; without ``logits`` (the maps given themselves), the error of
-    their sums, (n + 2) u."""
+def key_error_bound(F, x, attention=None):
+    """(N, 1, 1): E, the bound of the relative float64 rounding error of the keys of every
+    channel of each image (module docstring), for features ``x`` (N, C, h, w) >= 0 and the
+    TrilinearAttention ``attention``; without one (the maps given themselves) the error of
+    their sums, (n + 2) u. For the ablation variants without the spatial softmax, R is bounded
+    by n Xmax^2 instead."""
     flat = F.reshape(x, (0, 0, -1))                                         # (N, C, n)
-    n = _count(F, flat, 2)
-    if logits is None:
-        return F.broadcast_mul(F.ones_like(F.max(flat, axis=-1)), (n + 2) * _UNIT64)
-    c = _count(F, flat, 1)
-    xmax = F.max(flat, axis=-1)                                             # (N, C)
-    rmax = F.max(F.abs(logits), axis=-1)
-    bound = F.broadcast_add(2 * F.broadcast_mul(rmax, F.broadcast_add(21 * xmax, 2 * n + 4)),
-                            2 * c + 6)
-    return bound * _UNIT64
+    n = F.sum(F.ones_like(F.slice_axis(flat, axis=1, begin=0, end=1)), axis=(1, 2),
+              keepdims=True)                                                # (N, 1, 1)
+    if attention is None or attention.variant == 'identity':
+        return F.cast((n + 2) * _UNIT64, dtype=KEY_DTYPE)
+    c = F.sum(F.ones_like(F.slice_axis(flat, axis=2, begin=0, end=1)), axis=(1, 2),
+              keepdims=True)
+    xmax = F.reshape(F.max(F.reshape(flat, (0, -1)), axis=-1), (-1, 1, 1))
+    rmax = 1.001 * xmax if attention.bounded_relation else n * F.square(xmax)
+    return F.cast(2 * rmax * (n + 2) + 2 * c + 3, dtype=KEY_DTYPE) * _UNIT64
 
 
 def _index_pairs(F, t, compare):
@@ -188,13 +188,18 @@ def _first_of_groups(F, same):
 
 def distinct_mask(F, keys, bound):
     """(N, C): 1 for the first channel of every group of maps whose ``keys`` (N, C, 3) agree
-    to within ``(FLOAT32_EPS + bound_i + bound_j) max(K_i, K_j)`` in every key, ``bound``
-    (N, C) being :func:`key_error_bound` (the module docstring derives the rule)."""
-    a, b = F.expand_dims(keys, axis=2), F.expand_dims(keys, axis=1)         # [i, j, k]
-    tol = F.broadcast_add(F.expand_dims(bound, axis=2), F.expand_dims(bound, axis=1))
-    tol = F.expand_dims(tol + FLOAT32_EPS, axis=3)                          # (N, C, C, 1)
-    close = F.abs(F.broadcast_sub(a, b)) <= F.broadcast_mul(tol, F.broadcast_maximum(a, b))
-    return _first_of_groups(F, F.min(close, axis=-1))
+    to within ``FLOAT32_EPS + 2 bound`` relative in every key, ``bound`` (N, 1, 1) being
+    :func:`key_error_bound` (the module docstring derives the rule). Compared as differences
+    of logarithms: ``|log K - log K'| <= t`` is ``|K - K'| <= t max(K, K')`` to within t^2 / 2
+    (1e-14 here), and log adds at most ~1e-14 of its own rounding: both far below eps32."""
+    logs = F.log(keys + _TINY)
+    gap = None                                  # the largest gap of the three keys, (N, C, C)
+    for k in range(3):                          # one key at a time: (N, C, C) arrays are fast
+        key = F.slice_axis(logs, axis=2, begin=k, end=k + 1)                # (N, C, 1)
+        g = F.abs(F.broadcast_sub(key, F.transpose(key, axes=(0, 2, 1))))
+        gap = g if gap is None else F.maximum(gap, g)
+    tol = 2 * bound + (FLOAT32_EPS + _LOG_SLACK)
+    return _first_of_groups(F, F.broadcast_lesser_equal(gap, tol))
 
 
 def exact_distinct_mask(F, sums):
@@ -227,10 +232,9 @@ def map_groups(F, x, attention=None, official_mask=False, dtype='float32'):
         sums = channel_sums(F, x, rel)
         return rel, None, exact_distinct_mask(F, sums), official_structure_mask(F, sums)
     wide = F.cast(x, dtype=KEY_DTYPE)
-    rel, logits = attention.relation(F, wide, with_logits=True) if attention is not None \
-        else (None, None)
+    rel = attention.relation(F, x, wide=wide) if attention is not None else None
     keys = map_keys(F, wide, rel)
-    first = F.cast(distinct_mask(F, keys, key_error_bound(F, wide, logits)), dtype=dtype)
+    first = F.cast(distinct_mask(F, keys, key_error_bound(F, x, attention)), dtype=dtype)
     return rel, (KEY_DTYPE if rel is not None else None), first, first
 
 

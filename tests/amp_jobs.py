@@ -42,7 +42,7 @@ def job_api(args):
     """enable_amp's rules, and the loss scaler through an overflow and a save/restore."""
     from mxnet import autograd, gluon
     from tasn_gluon.engine import precision
-    from tasn_gluon.engine.training import make_trainer
+    from tasn_gluon.engine.preparation import make_trainer
     from tasn_gluon import ops
     out = dict(before=precision.amp_dtype(), sampler_before=hasattr(mx.nd, 'AttSampler'))
     out['dtype'] = precision.enable_amp([mx.cpu(0), mx.cpu(1)])
@@ -182,7 +182,9 @@ def one_step(data_dir, out, method, amp):
     from mxnet import autograd, gluon
     from conftest import real_config
     from tasn_gluon.engine import builders
-    from tasn_gluon.engine.training import epoch_seed, prepare, seed_everything, train_step
+    from tasn_gluon.engine.preparation import prepare
+    from tasn_gluon.engine.seeds import epoch_seed, seed_everything
+    from tasn_gluon.engine.training import train_step
     cfg = real_config(data_dir, out, method=method, epochs=1, batch_size=12, amp=amp)
     tr = prepare(cfg)
     params = tr.net._collect_params_with_prefix()
@@ -227,7 +229,7 @@ def job_train(args):
     """``engine.run`` of each configuration of ``args['cfgs']`` (JSON; a resume too) in turn, in
     this one process; returns per run the history and what its last checkpoint recorded."""
     from tasn_gluon.engine import load_checkpoint, run
-    from tasn_gluon.engine.logs import run_log
+    from tasn_gluon.logs import run_log
     results = []
     for cfg in args['cfgs']:
         out = cfg.get('out') or cfg.get('resume')

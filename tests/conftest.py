@@ -19,9 +19,10 @@ def pytest_configure(config):
     """A missing operator library fails the whole run the same way, at start, with the command
     that builds it (rather than a skip in one module and a crash in another)."""
     from tasn_gluon import ops
+    from tasn_gluon.errors import SetupError
     try:
         ops.load()
-    except FileNotFoundError as e:
+    except SetupError as e:
         raise pytest.UsageError(str(e))
 
 
@@ -42,10 +43,35 @@ def run_tool(name, *args, env=None, timeout=600, cwd=None):
                           timeout=timeout, env=full_env, cwd=cwd or ROOT)
 
 
+def snapshot(folder):
+    """{relative path: SHA-256} of every file under ``folder`` (what a refused command must
+    leave as it was)."""
+    import hashlib
+    out = {}
+    for root, _, files in os.walk(folder):
+        for f in files:
+            p = os.path.join(root, f)
+            with open(p, 'rb') as fh:
+                out[os.path.relpath(p, folder)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def clean_error(done, *words):
+    """A refused command line: exit status 2, one ``error:`` line naming ``words``, no
+    traceback, no abort."""
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    assert 'Traceback' not in done.stderr and 'terminate called' not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith('error:') or
+              ': error: ' in line]
+    assert len(errors) == 1, done.stderr[-2000:]
+    for w in words:
+        assert w in errors[0], (w, done.stderr[-2000:])
+
+
 def official_parameters():
     """Every (kind, name, shape) of the official graph, from the TSV the package ships
-    (``tasn_gluon.symbols.TSV_PATH``)."""
-    from tasn_gluon.symbols import TSV_PATH
+    (``symbols.TSV_PATH``)."""
+    from symbols import TSV_PATH
     rows = []
     with open(TSV_PATH) as f:
         for line in f:

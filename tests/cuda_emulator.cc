@@ -1,5 +1,6 @@
-// Runs the CUDA kernels' bodies (tasn_gluon/ops/csrc/sampler_cuda_kernels.cuh) on the CPU, the
-// way sampler_cuda.cu launches them: a block is `threads` std::threads meeting at a pthread
+// Runs the CUDA kernels' bodies (tasn_gluon/ops/csrc/sampler_cuda_kernels.cuh) on the CPU,
+// launched by the same launch code as sampler_cuda.cu (sampler_cuda_launch.h: scratch layout,
+// tasks, work memory, channel groups): a block is `threads` std::threads meeting at a pthread
 // barrier, the grid's two launches (tables, then taps) run one after the other; the sampling
 // programs run once per output (or source) pixel. tests/test_cuda_build.py compiles this with
 // g++ and compares it with the CPU kernels bit for bit, so the GPU code's logic is tested
@@ -17,12 +18,14 @@
 
 #include "sampler.h"
 #include "sampler_cuda_kernels.cuh"
+#include "sampler_cuda_launch.h"
 
 namespace {
 
 using tasn::Geometry;
 using tasn::SamplerParams;
 using namespace tasn::cuda_kernels;
+using namespace tasn::cuda_launch;
 
 thread_local std::string last_error;
 
@@ -62,64 +65,34 @@ void launch(int64_t blocks, int threads, size_t shared_bytes, std::vector<double
   }
 }
 
-// What sampler_cuda.cu's launch_grid does: tables_kernel for every image, then taps_kernel for
-// every image, their work memory in "shared" memory. The table buffer starts as NaN, so a
-// table entry read before it is written shows up.
+// What sampler_cuda.cu's launch_grid does, with its layout (sampler_cuda_launch.h):
+// tables_kernel for every image, then taps_kernel for every image, in one scratch buffer. The
+// scratch starts as all-ones bytes (NaN doubles, -1 integers), so an entry read before it is
+// written shows up.
 template <typename T, typename C>
-void run_grid(const T* att_y, const T* att_x, const Geometry& g, const SamplerParams& p,
-              TapsTask<T, C> taps, int threads) {
-  std::vector<double> tables(g.n * tasn::table_entries(g.ly, g.lx), NAN);
+std::vector<char> run_grid(const T* att_y, const T* att_x, const Geometry& g,
+                           const SamplerParams& p, C* ys, C* xs, bool taps, bool inverse,
+                           int threads, Layout* L) {
+  *L = layout_for<T>(g, threads);
+  std::vector<char> scratch(L->total + 1, static_cast<char>(0xff));
+  void* s = scratch.data();
   std::vector<double> shared, red(2 * threads), sums(2);
-  const TablesTask<T> first{att_y, att_x, g, p, tables.data()};
-  launch(g.n, threads, tasn::budget_entries(g.ly, g.lx) * sizeof(double), &shared,
+  const TablesTask<T> first = tables_task(att_y, att_x, g, p, *L, s);
+  launch(g.n, threads, L->tables_shared_bytes(), &shared,
          [&](int64_t n, int t, HostBarrier& b) {
            TablesShared sh;
-           sh.m = shared.data();
+           sh.m = budget_work(*L, s, shared.data(), n);
            sh.red = red.data();
            sh.sums = sums.data();
            tables_program(first, n, sh, t, threads, b);
          });
-  taps.tables = tables.data();
-  taps.g = g;
-  taps.params = p;
-  launch(g.n, threads, taps_counts_per_image(g, threads) * sizeof(int32_t), &shared,
+  const TapsTask<T, C> second = taps_task<T, C>(g, p, *L, s, ys, xs, taps, inverse);
+  launch(g.n, threads, L->taps_shared_bytes(), &shared,
          [&](int64_t n, int t, HostBarrier& b) {
-           taps_program(taps, n, reinterpret_cast<int32_t*>(shared.data()), t, threads, b);
+           int32_t* counts = count_work(*L, s, reinterpret_cast<int32_t*>(shared.data()), n);
+           taps_program(second, n, counts, t, threads, b);
          });
-}
-
-template <typename T>
-struct Tables {
-  std::vector<Tap<T>> ytaps, xtaps;
-  std::vector<int32_t> row_start, row_list, col_start, col_list;
-  Tables(const Geometry& g)
-      : ytaps(g.n * g.out_h), xtaps(g.n * g.out_w), row_start(g.n * (g.h + 1), -1),
-        row_list(g.n * 2 * g.out_h, -1), col_start(g.n * (g.w + 1), -1),
-        col_list(g.n * 2 * g.out_w, -1) {}
-
-  // The taps task that writes these tables (and their inverses when `inverse`).
-  TapsTask<T, double> task(bool inverse) {
-    TapsTask<T, double> k{};
-    k.ytaps = ytaps.data();
-    k.xtaps = xtaps.data();
-    if (inverse) {
-      k.row_start = row_start.data();
-      k.row_list = row_list.data();
-      k.col_start = col_start.data();
-      k.col_list = col_list.data();
-    }
-    return k;
-  }
-};
-
-PlaneShape plane_shape(const Geometry& g) {
-  PlaneShape s;
-  s.channels = g.c;
-  s.h = static_cast<int32_t>(g.h);
-  s.w = static_cast<int32_t>(g.w);
-  s.out_h = static_cast<int32_t>(g.out_h);
-  s.out_w = static_cast<int32_t>(g.out_w);
-  return s;
+  return scratch;
 }
 
 template <typename T>
@@ -129,11 +102,21 @@ int grid(const T* att_y, const T* att_x, int64_t n, int64_t h, int64_t w, int64_
   Geometry g;
   SamplerParams p;
   if (!setup(n, 1, h, w, ly, lx, scale, dense, iters, legacy, &g, &p)) return -1;
-  TapsTask<T, double> task{};
-  task.ys = ys;
-  task.xs = xs;
-  run_grid(att_y, att_x, g, p, task, threads);
+  Layout L;
+  run_grid(att_y, att_x, g, p, ys, xs, false, false, threads, &L);
   return 0;
+}
+
+// The plane kernels: every (image, channel group) pair in blockIdx.y order, every pixel.
+template <typename Pixel>
+void each_plane_pixel(const Geometry& g, int64_t pixels, Pixel pixel) {
+  const ChannelGroups groups = channel_groups(g);
+  for (int64_t q = 0; q < groups.total; ++q) {
+    int64_t n, c0;
+    int count;
+    groups.locate(q, g.c, &n, &c0, &count);
+    for (int32_t e = 0; e < pixels; ++e) pixel(n, c0, count, e);
+  }
 }
 
 template <typename T>
@@ -143,14 +126,15 @@ int forward(const T* data, const T* att_y, const T* att_x, int64_t n, int64_t c,
   Geometry g;
   SamplerParams p;
   if (!setup(n, c, h, w, ly, lx, scale, dense, iters, legacy, &g, &p)) return -1;
-  Tables<T> tables(g);
-  run_grid(att_y, att_x, g, p, tables.task(false), threads);
-  const PlaneShape s = plane_shape(g);
-  for (int64_t image = 0; image < n; ++image)
-    for (int64_t c0 = 0; c0 < c; c0 += kChannelsPerThread)
-      for (int32_t e = 0; e < s.out_h * s.out_w; ++e)
-        forward_pixels(data, tables.ytaps.data(), tables.xtaps.data(), s, image, c0,
-                       static_cast<int>(std::min<int64_t>(kChannelsPerThread, c - c0)), e, out);
+  Layout L;
+  std::vector<char> scratch = run_grid<T, double>(att_y, att_x, g, p, nullptr, nullptr, true,
+                                                  false, threads, &L);
+  void* s = scratch.data();
+  const PlaneShape shape = plane_shape(g);
+  each_plane_pixel(g, g.out_h * g.out_w, [&](int64_t image, int64_t c0, int count, int32_t e) {
+    forward_pixels(data, at<Tap<T>>(s, L.ytaps), at<Tap<T>>(s, L.xtaps), shape, image, c0,
+                   count, e, out);
+  });
   return 0;
 }
 
@@ -161,17 +145,17 @@ int backward(const T* grad_out, const T* att_y, const T* att_x, int64_t n, int64
   Geometry g;
   SamplerParams p;
   if (!setup(n, c, h, w, ly, lx, scale, dense, iters, legacy, &g, &p)) return -1;
-  Tables<T> tables(g);
-  run_grid(att_y, att_x, g, p, tables.task(true), threads);
-  const PlaneShape s = plane_shape(g);
-  for (int64_t image = 0; image < n; ++image)
-    for (int64_t c0 = 0; c0 < c; c0 += kChannelsPerThread)
-      for (int32_t e = 0; e < s.h * s.w; ++e)
-        backward_pixels(grad_out, tables.ytaps.data(), tables.xtaps.data(),
-                        tables.row_start.data(), tables.row_list.data(),
-                        tables.col_start.data(), tables.col_list.data(), s, image, c0,
-                        static_cast<int>(std::min<int64_t>(kChannelsPerThread, c - c0)), e,
-                        grad_data);
+  Layout L;
+  std::vector<char> scratch = run_grid<T, double>(att_y, att_x, g, p, nullptr, nullptr, true,
+                                                  true, threads, &L);
+  void* s = scratch.data();
+  const PlaneShape shape = plane_shape(g);
+  each_plane_pixel(g, g.h * g.w, [&](int64_t image, int64_t c0, int count, int32_t e) {
+    backward_pixels(grad_out, at<Tap<T>>(s, L.ytaps), at<Tap<T>>(s, L.xtaps),
+                    at<int32_t>(s, L.row_start), at<int32_t>(s, L.row_list),
+                    at<int32_t>(s, L.col_start), at<int32_t>(s, L.col_list), shape, image, c0,
+                    count, e, grad_data);
+  });
   return 0;
 }
 

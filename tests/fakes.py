@@ -11,15 +11,23 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
+from tasn_gluon.losses import HEADS
+from tasn_gluon.model_zoo import DISTINCT_MAPS, ModelKind
+
 NUM_CLASSES = 3
 
 
-class TinyFiveHead(gluon.HybridBlock):
+class TinyFiveHead(ModelKind, gluon.HybridBlock):
     """conv-BN-relu-pool-dropout, then five linear heads (att, part, master, part_aux,
-    master_aux). Dropout makes training mode random, like TASN's random detail map."""
+    master_aux), or one (the baseline). Dropout makes training mode random, like TASN's random
+    detail map. Answers the ModelKind questions as TASN (five heads) or the baseline does."""
 
     def __init__(self, num_classes, heads=5, **kwargs):
         super().__init__(**kwargs)
+        tasn = heads > 1
+        self.method = 'tasn' if tasn else 'baseline'
+        self.validation_outputs = HEADS + (DISTINCT_MAPS,) if tasn else ('top',)
+        self.reported_head = 'master_aux' if tasn else 'top'
         self.conv = gluon.nn.Conv2D(8, 3, strides=2, padding=1)
         self.bn = gluon.nn.BatchNorm()
         self.drop = gluon.nn.Dropout(0.3)
@@ -36,8 +44,13 @@ class TinyFiveHead(gluon.HybridBlock):
         outs = [h(f) for h in self.heads]
         return tuple(outs) if self.num_heads > 1 else outs[0]
 
-    def with_attention_stats(self):
+    def reported(self, outputs):
+        return outputs[HEADS.index('master_aux')] if self.num_heads > 1 else outputs
+
+    def validation_net(self):
         """As TASN's: the five logits and a per-image count (here a constant 7)."""
+        if self.num_heads == 1:
+            return self
         if self._views.stats is None:
             self._views.stats = _WithStats(self)
         return self._views.stats
@@ -87,7 +100,8 @@ def read_dataset_info(data_dir, check_records=True):
         return json.load(f)
 
 
-def _arrays(data_dir, split):
+def fake_arrays(data_dir, split):
+    """(images, labels) of a fake split: noise plus a bright quadrant that names the class."""
     info = read_dataset_info(data_dir)
     n = info['num_train'] if split == 'train' else info['num_val']
     rs = np.random.RandomState(info['seed'] + (0 if split == 'train' else 1))
@@ -102,7 +116,7 @@ def _arrays(data_dir, split):
 
 def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index=0, seed=0,
                    num_threads=None, verify='full', last_batch='wrap', **aug_options):
-    x, y = _arrays(data_dir, 'train')
+    x, y = fake_arrays(data_dir, 'train')
     x, y = x[part_index::num_parts], y[part_index::num_parts]
     rs = np.random.RandomState(seed)
     order = rs.permutation(len(y))
@@ -115,7 +129,7 @@ def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index
 
 def get_val_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index=0,
                  num_threads=None, resize=None, mean_rgb=None, verify='full'):
-    x, y = _arrays(data_dir, 'val')
+    x, y = fake_arrays(data_dir, 'val')
     x, y = x[part_index::num_parts], y[part_index::num_parts]
     return mx.io.NDArrayIter(x, y, batch_size, shuffle=False, last_batch_handle='pad')
 
@@ -128,8 +142,8 @@ def check_split(data_dir, split, info, verify='full', num_parts=1, part_index=0)
 REPLACEMENTS = {
     'tasn_gluon.engine.builders': dict(get_tasn=get_tasn, get_baseline=get_baseline,
                                        get_train_iter=get_train_iter, get_val_iter=get_val_iter),
-    'tasn_gluon.engine.training': dict(read_dataset_info=read_dataset_info,
-                                       check_split=check_split),
+    'tasn_gluon.engine.preparation': dict(read_dataset_info=read_dataset_info,
+                                          check_split=check_split),
     'tasn_gluon.engine.evaluation': dict(read_dataset_info=read_dataset_info),
 }
 

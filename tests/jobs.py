@@ -205,10 +205,10 @@ def run_dist_sync(wrapper, args, out):
 def initial_params(out):
     """The parameters the run in ``out`` started from (its seed, a fresh network)."""
     from tasn_gluon.engine.builders import build_net
-    from tasn_gluon.engine.config import RunConfig
-    from tasn_gluon.engine.training import epoch_seed, seed_everything
+    from tasn_gluon.engine.config import read_saved_config
+    from tasn_gluon.engine.seeds import epoch_seed, seed_everything
     with open(os.path.join(out, 'config.json')) as f:
-        cfg = RunConfig.from_dict(json.load(f))
+        cfg = read_saved_config(json.load(f), 'config.json')
     seed_everything(epoch_seed(cfg.seed, -1, 0))
     return build_net(cfg, [mx.cpu()])._collect_params_with_prefix()
 

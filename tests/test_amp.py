@@ -17,7 +17,8 @@ import pytest
 
 from tasn_gluon.engine import load_checkpoint, precision
 from tasn_gluon.engine.config import resolve_config
-from tasn_gluon.engine.evaluation import EvaluationError, load_model
+from tasn_gluon.engine.models import load_model
+from tasn_gluon.errors import ConfigError
 
 import amp_jobs
 from conftest import NO_AUG, assert_same_checkpoints, real_config
@@ -65,7 +66,7 @@ def test_amp_settings_checked():
 def test_exported_graph_refuses_amp():
     """An exported graph is read from JSON, which AMP's patched functions never see: refused
     before anything is turned on."""
-    with pytest.raises(EvaluationError, match='--amp applies to checkpoints'):
+    with pytest.raises(ConfigError, match='--amp applies to checkpoints'):
         load_model('nowhere/tasn-symbol.json', [mx.cpu()], amp=True)
     assert precision.amp_dtype() is None
 
@@ -113,10 +114,11 @@ def test_maps_attention_and_sampler_compute_in_float32(dtype, request):
 @pytest.mark.parametrize('dtype', ['bfloat16', 'float16'])
 def test_training_graph_dtypes(dtype):
     """TASN's training graph under AMP, built as Symbols (float16, the GPU case, needs no GPU
-    for that): every convolution and dense layer computes in the low precision; the relation,
-    its softmaxes and the keys of the maps in float64 (the default mode's identity of maps,
-    tasn_gluon.maps), the combination of the two maps, the draw and the two sampler calls in
-    float32; the five logits and the distinct-map count come out float32."""
+    for that): every convolution and dense layer computes in the low precision; the spatial
+    softmax in float32, the relation, its softmax and the keys of the maps in float64 (the
+    default mode's identity of maps, tasn_gluon.maps), the combination of the two maps, the
+    draw and the two sampler calls in float32; the five logits and the distinct-map count come
+    out float32."""
     r = _job('graph', dict(dtype=dtype))
     inv = r['inventory']
     low = ','.join([dtype] * 2)
@@ -124,12 +126,13 @@ def test_training_graph_dtypes(dtype):
     assert inv.get('Convolution(%s,%s)' % (low, dtype), 0) == 5   # the dilated head (bias)
     assert inv.get('FullyConnected(%s,%s)' % (low, dtype), 0) == 4
     assert inv['AttSampler(float32,float32,float32)'] == 2
-    assert inv['softmax(float64)'] == 2          # the relation, computed once (maps)
+    assert inv['softmax(float32)'] == 1          # the spatial softmax, row by row
+    assert inv['softmax(float64)'] == 1          # the relation's, computed once (maps)
     assert inv['batch_dot(float64,float64)'] == 3  # relation, keys, weights @ relation
     assert inv['batch_dot(float32,float32)'] == 1  # the two maps from X, in one product
     assert inv['broadcast_equal(float32,float32)'] == 1  # the draw
     # nothing else: every watched operator is one of the kinds above
-    assert sum(inv.values()) == 42 + 5 + 4 + 2 + 2 + 3 + 1 + 1, inv
+    assert sum(inv.values()) == 42 + 5 + 4 + 2 + 1 + 1 + 3 + 1 + 1, inv
     assert r['outputs'] == ['float32'] * 6
 
 
@@ -200,10 +203,10 @@ def test_amp_step_agrees_with_float32(bf16, tiny_synthetic, tmp_path):
     update the step makes, ||dw_amp - dw_f32|| / ||dw_f32|| with dw = w1 - w0 over the
     parameters. Baseline: its logits and all parameters. TASN: the attention net's logits and
     parameters, which only CE(att) trains; its backbone is not compared, because the sampled
-    images are not a continuous function of the features: the distinct maps are exact ties of
-    channel sums, bfloat16 convolutions move which channels of X are exactly zero (measured:
-    different distinct-map counts per image and ~7% change in the profiles), and a different
-    map is then drawn for the detail image.
+    images are not a continuous function of the features: which maps are one map is decided at
+    float32 resolution (tasn_gluon.maps), bfloat16 convolutions move which channels of X are
+    zero or alike (measured: different distinct-map counts per image and ~7% change in the
+    profiles), and a different map is then drawn for the detail image.
 
     Bounds. Each convolution and dense layer rounds its input and its weight to bfloat16,
     2^-9 relative each; to first order, without cancellation, the errors add along the path:

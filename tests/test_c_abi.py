@@ -1,7 +1,7 @@
 """The plain C ABI (libtasn_sampler.so, c_api.cc) on the CPU against the NumPy reference of the
 spec: grid, forward and backward, both dtypes, both modes, legacy mode's C[-1] across the images
 of one call, its error reporting; and that the framework-free modules (tasn_gluon.ops.c_abi,
-cuda_check, build, bench/cuda_sampler.py) import and run without MXNet and without what NumPy 2
+build, tools/cuda_check/) import and run without MXNet and without what NumPy 2
 removed."""
 import ast
 import os
@@ -14,7 +14,7 @@ import pytest
 
 import sampler_reference as ref
 from tasn_gluon.ops import c_abi
-from tasn_gluon.ops.cuda_check import CASES
+from cuda_check.cases import CASES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -185,20 +185,34 @@ def test_has_cuda_is_a_flag_and_cuda_functions_exist_when_set(lib):
             lib.lib.tasn_sampler_cuda_forward_f32
 
 
-def test_zero_images_or_channels_do_nothing(lib):
-    prof = np.ones((0, 8), np.float32)
-    out = np.zeros(0, np.float32)
-    data = np.zeros(0, np.float32)
-    assert lib.lib.tasn_sampler_forward_f32(data.ctypes.data, prof.ctypes.data, prof.ctypes.data,
-                                            0, 3, 8, 8, 8, 8, 0.5, 4.0, 5, 0,
-                                            out.ctypes.data) == 0
+def test_zero_images_or_channels_succeed_and_write_nothing(lib):
+    """An empty batch, or images with no channels, is a valid call: it succeeds, and the output
+    buffers (here longer than the empty output, filled with a sentinel) are not touched."""
+    attrs = (0.5, 4.0, 5, 0)
+    for n, c in ((0, 3), (2, 0)):
+        prof = np.ones((max(n, 1), 8), np.float32)
+        source = np.ones(64, np.float32)
+        out, grad = np.full(64, 7.0, np.float32), np.full(64, 7.0, np.float32)
+        assert lib.lib.tasn_sampler_forward_f32(source.ctypes.data, prof.ctypes.data,
+                                                prof.ctypes.data, n, c, 8, 8, 8, 8, *attrs,
+                                                out.ctypes.data) == 0, lib.error()
+        assert lib.lib.tasn_sampler_backward_f32(source.ctypes.data, prof.ctypes.data,
+                                                 prof.ctypes.data, n, c, 8, 8, 8, 8, *attrs,
+                                                 grad.ctypes.data) == 0, lib.error()
+        assert (out == 7.0).all() and (grad == 7.0).all(), (n, c)
+    ys, xs = np.full(8, 7.0), np.full(8, 7.0)
+    assert lib.lib.tasn_sampler_grid_f32(prof.ctypes.data, prof.ctypes.data, 0, 8, 8, 8, 8,
+                                         *attrs, ys.ctypes.data, xs.ctypes.data) == 0
+    assert (ys == 7.0).all() and (xs == 7.0).all()
 
 
 # ---- without MXNet, with NumPy 2 ---------------------------------------------------------------
 
-FRAMEWORK_FREE = ['tasn_gluon/ops/__init__.py', 'tasn_gluon/ops/c_abi.py',
-                  'tasn_gluon/ops/cuda_check.py', 'tasn_gluon/ops/build.py',
-                  'bench/cuda_sampler.py', 'tools/check_cuda_sampler.py']
+FRAMEWORK_FREE = ['tasn_gluon/__init__.py', 'tasn_gluon/ops/__init__.py', 'tasn_gluon/ops/c_abi.py',
+                  'tasn_gluon/ops/build.py', 'tools/cuda_check/__init__.py',
+                  'tools/cuda_check/runtime.py', 'tools/cuda_check/cases.py',
+                  'tools/cuda_check/harness.py', 'tools/cuda_check/bandwidth.py',
+                  'tools/check_cuda_sampler.py']
 
 # Names NumPy 2.0 removed from its main namespace (NEP 52, the 2.0 release notes), and ndarray
 # methods it removed.
@@ -244,26 +258,32 @@ def test_framework_free_modules_import_and_run_without_mxnet(lib):
             if hasattr(np, name):
                 delattr(np, name)
         from tasn_gluon import ops
-        from tasn_gluon.ops import build, c_abi, cuda_check
-        from bench import cuda_sampler
-        assert not hasattr(ops, 'load') and ops.__all__ == [], ops.__all__
+        from tasn_gluon.ops import build, c_abi
+        from cuda_check import bandwidth, cases, harness, runtime
+        try:
+            ops.load
+        except ImportError as e:        # the MXNet face is there only where MXNet is
+            assert 'mxnet' in str(e), e
+        else:
+            raise AssertionError('tasn_gluon.ops.load without MXNet')
         lib = c_abi.SamplerLibrary()
-        case = cuda_check.CASES[1]
+        case = cases.CASES[1]
         for legacy in (False, True):
             data, att_y, att_x, grad_out = case.inputs(np.random.RandomState(0), np.float32)
             ys, xs, out, grad = c_abi.cpu_run(lib, data, att_y, att_x, case.attrs(legacy),
                                               grad_out)
-            assert np.isfinite(out).all() and cuda_check.max_abs(out, out) == 0
-            actual, nominal = cuda_sampler.bytes_moved(ys, xs, *data.shape, *out.shape[2:], 4,
-                                                       legacy)
+            assert np.isfinite(out).all() and cases.max_abs(out, out) == 0
+            actual, nominal = bandwidth.bytes_moved(ys, xs, *data.shape, *out.shape[2:], 4,
+                                                    legacy)
             assert 0 < actual and 0 < nominal
-        assert cuda_check.Case(*case).attrs(True) == case.attrs(True)
+        assert cases.Case(*case).attrs(True) == case.attrs(True)
         assert build.gencode_flags([80, 90])[-1] == 'arch=compute_90,code=compute_90'
         assert 'mxnet' not in [m.split('.')[0] for m, v in sys.modules.items() if v is not None]
         print('ok without mxnet')
     ''')
     result = subprocess.run([sys.executable, '-c', script, ','.join(NUMPY2_REMOVED)], cwd=ROOT,
-                            env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
+                            env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                                [ROOT, os.path.join(ROOT, 'tools')])), capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert 'ok without mxnet' in result.stdout

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tasn_gluon import convert
-from tasn_gluon.model_zoo import weights
-from tasn_gluon.model_zoo.weights import WeightsError
+from tasn_gluon.errors import InputError, WeightsError
+from tasn_gluon.model_zoo import pretrained, weights
 
 from conftest import fabricate, official_parameters
 
@@ -85,7 +85,7 @@ def test_official_predictor_equals_master_aux(official, tmp_path, tool):
     run = str(tmp_path / 'official_run')
     assert tool('convert_official', path, '--out', run).returncode == 0
     from tasn_gluon.engine import load_checkpoint
-    from tasn_gluon.engine.evaluation import load_model
+    from tasn_gluon.engine.models import load_model
     record = load_checkpoint(run)
     assert record['epoch'] == 300 and record['config']['legacy_sampler'] is True
     assert record['config']['num_classes'] == 200 and record['config']['net'] == 'resnet50'
@@ -95,7 +95,7 @@ def test_official_predictor_equals_master_aux(official, tmp_path, tool):
     np.testing.assert_allclose(model.inference_net(x).asnumpy(), out, rtol=0,
                                atol=ROUTES * np.abs(out).max())
     again = tool('convert_official', path, '--out', run)
-    assert again.returncode == 2 and 'already holds a checkpoint' in again.stderr  # never
+    assert again.returncode == 2 and 'already exists and is not empty' in again.stderr  # never
 
 
 def _tasn(num_classes=200):
@@ -140,7 +140,7 @@ def test_official_errors_name_the_parameters(official, tmp_path, tool):
         _assign(arrays, _tasn(100))
 
     # file-level errors
-    with pytest.raises(FileNotFoundError, match='nowhere.params'):
+    with pytest.raises(InputError, match='nowhere.params'):
         convert.load_official(str(tmp_path / 'nowhere.params'), 200)
     gluon_file = str(tmp_path / 'gluon.params')
     mx.nd.save(gluon_file, {'features.0.weight': mx.nd.zeros((1,))})
@@ -183,8 +183,8 @@ def test_symbol_resnet_checkpoints_initialise_backbone_and_attention_net(tmp_pat
 
     model = TASN('resnet50', 5, input_size=64, att_size=32, sample_size=32, prefix='')
     model.initialize()
-    weights.load_symbol_checkpoint(model.backbone, p50)
-    weights.load_symbol_checkpoint(model.att_net, p18)
+    pretrained.load_symbol_checkpoint(model.backbone, p50)
+    pretrained.load_symbol_checkpoint(model.att_net, p18)
     np.testing.assert_array_equal(model.backbone.stages[2][4].conv2.weight.data().asnumpy(),
                                   r50['arg:stage3_unit5_conv2_weight'])
     np.testing.assert_array_equal(model.backbone.bn_data.running_mean.data().asnumpy(),
@@ -199,22 +199,22 @@ def test_symbol_resnet_checkpoints_initialise_backbone_and_attention_net(tmp_pat
     # backbone with a plain ResNetV2 classifier holding the same weights and fc1
     from tasn_gluon.model_zoo.resnet import get_resnet
     clf = get_resnet(18, classes=1000, prefix='')
-    weights.load_symbol_checkpoint(clf, p18)
+    pretrained.load_symbol_checkpoint(clf, p18)
     np.testing.assert_array_equal(clf.fc1.weight.data().asnumpy(), r18['arg:fc1_weight'])
     x = images(1, 32, seed=4)
     assert np.all(np.isfinite(clf(x).asnumpy()))
 
     # wrong depth: named
     with pytest.raises(WeightsError) as e:
-        weights.load_symbol_checkpoint(model.att_net, p50)
+        pretrained.load_symbol_checkpoint(model.att_net, p50)
     msg = str(e.value)  # every ResNet-18 name exists in ResNet-50, with other shapes
     assert 'unexpected' in msg and 'arg:stage1_unit1_bn3_beta' in msg and 'wrong shape' in msg
     with pytest.raises(WeightsError, match='arg:stage1_unit1_conv1_weight'):
-        weights.load_symbol_checkpoint(model.backbone, p18)
+        pretrained.load_symbol_checkpoint(model.backbone, p18)
     bad = dict(r18)
     bad['arg:stage9_unit1_conv1_weight'] = np.zeros((1,), np.float32)
     with pytest.raises(WeightsError, match='unexpected name.*stage9_unit1_conv1_weight'):
-        weights.load_symbol_checkpoint(model.att_net, _save(str(tmp_path / 'bad.params'), bad))
+        pretrained.load_symbol_checkpoint(model.att_net, _save(str(tmp_path / 'bad.params'), bad))
 
 
 def test_get_tasn_pretrained_symbol_checkpoints(tmp_path):

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import sampler_reference as ref
-from bench import cuda_sampler
-from tasn_gluon.ops import build, c_abi, cuda_check
-from tasn_gluon.ops.cuda_check import CASES
+from cuda_check import bandwidth, harness, runtime
+from cuda_check.cases import CASES, max_abs, random_inputs
+from tasn_gluon.ops import build, c_abi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(ROOT, 'tools', 'check_cuda_sampler.py')
@@ -68,8 +68,8 @@ def test_setup_builds_cuda_libraries_with_static_runtime(cuda_build):
 
 def gpu_available():
     try:
-        return cuda_check.CudaRuntime().device_count() > 0
-    except cuda_check.CannotRun:
+        return runtime.CudaRuntime().device_count() > 0
+    except runtime.CannotRun:
         return False
 
 
@@ -96,11 +96,11 @@ def test_cuda_entry_points_fail_cleanly_or_match_without_mxnet(cuda_build):
     case = CASES[1]
     for legacy in (False, True):
         data, att_y, att_x, grad_out = case.inputs(np.random.RandomState(0), np.float32)
-        got = cuda_check.gpu_run(lib, cuda_check.CudaRuntime(), data, att_y, att_x,
+        got = harness.gpu_run(lib, runtime.CudaRuntime(), data, att_y, att_x,
                                  case.attrs(legacy), grad_out)
         want = c_abi.cpu_run(lib, data, att_y, att_x, case.attrs(legacy), grad_out)
         for g, w in zip(got, want):
-            np.testing.assert_allclose(g, w, atol=cuda_check.TOLERANCE[np.float32])
+            np.testing.assert_allclose(g, w, atol=harness.TOLERANCE[np.float32])
 
 
 @pytest.mark.nvcc
@@ -111,7 +111,7 @@ def test_cuda_build_loads_into_cpu_only_mxnet(cuda_build, tmp_path):
     """The library registers gpu kernels; the CPU-only MXNet wheel still loads it and runs the
     CPU operator (what CI does)."""
     rng = np.random.RandomState(1)
-    data, att_y, att_x = cuda_check.random_inputs(rng, 3, 3, 14, 11, 7, 9, np.float32)
+    data, att_y, att_x = random_inputs(rng, 3, 3, 14, 11, 7, 9, np.float32)
     np.savez(tmp_path / 'case.npz', data=data, att_y=att_y, att_x=att_x)
     script = textwrap.dedent('''
         import sys, numpy as np, mxnet as mx
@@ -191,7 +191,7 @@ def emulate(emu, data, att_y, att_x, attrs, grad_out, threads):
 def assert_bit_identical(got, want, what):
     for name, g, w in zip(('ys', 'xs', 'forward', 'backward'), got, want):
         assert np.array_equal(g, w), '%s differs for %s: max %.3g' % (
-            name, what, cuda_check.max_abs(g, w))
+            name, what, max_abs(g, w))
 
 
 # The check's cases, less the benchmark shape (it only differs on the GPU: global memory, and
@@ -219,7 +219,7 @@ def test_cuda_kernel_bodies_propagate_bad_profiles_like_cpu(emulator, cpu_librar
     """Non-finite and negative profile entries, all-zero profiles, and (legacy) an image whose
     table is flat before another: sanitised and read identically."""
     rng = np.random.RandomState(5)
-    data, att_y, att_x = cuda_check.random_inputs(rng, 4, 2, 9, 12, 9, 12, np.float32)
+    data, att_y, att_x = random_inputs(rng, 4, 2, 9, 12, 9, 12, np.float32)
     att_y[0, 2], att_y[0, 4], att_x[0, 1] = np.nan, -3.0, np.inf
     att_y[1], att_x[2] = 0.0, np.nan
     att_y[2] = 0.0  # all mass in bin 0: with no clipping and dense >= L, C = [1, 1, ..., 1]
@@ -234,7 +234,7 @@ def test_cuda_kernel_bodies_propagate_bad_profiles_like_cpu(emulator, cpu_librar
 
 # ---- the check tool --------------------------------------------------------------------------
 
-class HostMemoryCuda(cuda_check.CudaRuntime):
+class HostMemoryCuda(runtime.CudaRuntime):
     """'Device' memory in host memory, a pretend GPU: with EmulatedLibrary it runs the check's
     whole flow (correctness, bandwidth, report) without a GPU."""
 
@@ -306,12 +306,12 @@ def test_check_runs_end_to_end_on_the_emulator(emulator, cpu_library, tmp_path):
     report as JSON."""
     lines, errors = [], []
     lib, cuda = EmulatedLibrary(cpu_library, emulator), HostMemoryCuda()
-    code = cuda_check.run_checks(
+    code = harness.run_checks(
         lib, cuda, lines.append, errors.append,
-        benchmark=lambda: cuda_sampler.benchmark(lib, cuda, lines.append, batch=2, repeats=1,
+        benchmark=lambda: bandwidth.benchmark(lib, cuda, lines.append, batch=2, repeats=1,
                                                  copy_bytes=1 << 20),
         json_path=str(tmp_path / 'check.json'))
-    assert code == cuda_check.EXIT_MATCH, '\n'.join(lines + errors)
+    assert code == harness.EXIT_MATCH, '\n'.join(lines + errors)
     with open(tmp_path / 'check.json') as f:
         results = json.load(f)
     assert results['all_match']
@@ -334,9 +334,9 @@ def test_check_reports_a_failing_kernel_as_a_mismatch(cpu_library):
                 raise c_abi.SamplerError('%s failed: CUDA error in the taps kernel' % name)
             return self.cpu.call(name, *args)
     lines, errors = [], []
-    code = cuda_check.run_checks(Broken(cpu_library, None), HostMemoryCuda(), lines.append,
+    code = harness.run_checks(Broken(cpu_library, None), HostMemoryCuda(), lines.append,
                                  errors.append)
-    assert code == cuda_check.EXIT_MISMATCH
+    assert code == harness.EXIT_MISMATCH
     assert len(errors) == 1 and 'the CUDA kernels failed to run' in errors[0], errors
 
 
@@ -351,7 +351,7 @@ def run_tool(args, **kwargs):
 @pytest.mark.parametrize('flags', [[], ['--build', '--json', 'never-written.json']])
 def test_check_tool_says_in_one_line_when_there_is_no_gpu(flags, tmp_path):
     result = run_tool([TOOL] + flags, cwd=str(tmp_path))
-    assert result.returncode == cuda_check.EXIT_CANNOT_RUN, result.stdout + result.stderr
+    assert result.returncode == harness.EXIT_CANNOT_RUN, result.stdout + result.stderr
     assert result.stdout == '' and len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stderr.startswith('check_cuda_sampler: cannot run: ')
     assert ('no usable NVIDIA GPU' in result.stderr or 'no CUDA runtime' in result.stderr), \
@@ -363,7 +363,7 @@ def test_check_tool_says_in_one_line_when_there_is_no_gpu(flags, tmp_path):
 def test_check_tool_says_how_to_run_it_when_tasn_gluon_is_not_importable(tmp_path):
     # -S: no site-packages, so neither the installed package nor NumPy; PYTHONPATH unset.
     result = run_tool(['-S', TOOL], cwd=str(tmp_path), env=dict(PYTHONPATH=''))
-    assert result.returncode == cuda_check.EXIT_CANNOT_RUN, result.stdout + result.stderr
+    assert result.returncode == harness.EXIT_CANNOT_RUN, result.stdout + result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert 'PYTHONPATH=. python tools/check_cuda_sampler.py' in result.stderr, result.stderr
 
@@ -373,12 +373,12 @@ def test_bytes_moved_counts_touched_sectors_once():
     # touch all 8 rows, each one 32-byte sector wide; plus the tap tables (written and read,
     # 16 bytes per output row and column) and the 4x4 output.
     ys, xs = ref.grid(np.ones((1, 8)), np.ones((1, 8)), 8, 8, 0.5)
-    actual, nominal = cuda_sampler.bytes_moved(ys, xs, 1, 1, 8, 8, 4, 4, 4, False)
+    actual, nominal = bandwidth.bytes_moved(ys, xs, 1, 1, 8, 8, 4, 4, 4, False)
     assert actual == 8 * 32 + 2 * 16 * (4 + 4) + 4 * 16
     assert nominal == 4 * (64 + 16)
     # Two columns out of 64 (a 256-byte row): one sector per row, not eight.
     ys, xs = np.array([[0.0]]), np.array([[10.5]])
-    actual, _ = cuda_sampler.bytes_moved(ys, xs, 1, 1, 2, 64, 1, 1, 4, False)
+    actual, _ = bandwidth.bytes_moved(ys, xs, 1, 1, 2, 64, 1, 1, 4, False)
     assert actual == 2 * 32 + 2 * 16 * 2 + 4
 
 
@@ -416,6 +416,6 @@ def test_check_builds_a_library_for_one_gpu(tmp_path):
         def capability():
             return arch
     lines = []
-    path = cuda_check.build_for_device(FakeGpu(), str(tmp_path), lines.append)
+    path = harness.build_for_device(FakeGpu(), str(tmp_path), lines.append)
     assert any('code=sm_%d' % arch in line and '-fmad=false' in line for line in lines), lines
     assert c_abi.SamplerLibrary(path).has_cuda

@@ -8,7 +8,7 @@ import scipy.io
 
 from tasn_gluon.data import (DatasetError, list_cars, list_cub, list_dataset, list_folders,
                              list_inat, read_lst, write_lst, Entry)
-from tasn_gluon.data import testing as fake
+import fake_datasets as fake
 
 
 def _labels(entries):

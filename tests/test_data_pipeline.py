@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tasn_gluon.errors import ConfigError
 from tasn_gluon.data import (DatasetError, MEAN_RGB, count_shard, get_train_iter, get_val_iter,
                              prepare_dataset)
 
@@ -189,9 +190,9 @@ def test_train_iter_is_seeded(many):
 
 
 def test_unknown_option_and_bad_sizes(probe):
-    with pytest.raises(TypeError, match='unknown augmentation option.*rotation'):
+    with pytest.raises(ConfigError, match='unknown augmentation option.*rotation'):
         get_train_iter(probe, batch_size=2, input_size=32, rotation=30)
-    with pytest.raises(ValueError, match='resize .* must be >= input_size'):
+    with pytest.raises(ConfigError, match='resize .* must be >= --input-size'):
         get_train_iter(probe, batch_size=2, input_size=32, resize=16)
     with pytest.raises(DatasetError, match='dataset.json not found'):
         get_val_iter(os.path.dirname(probe), batch_size=2)

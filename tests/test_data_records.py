@@ -16,6 +16,7 @@ import pytest
 from tasn_gluon.data import (DatasetError, check_split, get_train_iter, get_val_iter,
                              prepare_dataset, read_dataset_info)
 from tasn_gluon.data import records
+from tasn_gluon.errors import ConfigError
 
 from conftest import raw_records
 
@@ -87,7 +88,7 @@ def test_good_set_is_verified(packed):
         assert sum(b.data[0].shape[0] - b.pad for b in it) == (24 if split == 'train' else 6)
         assert make(split, packed, verify='headers').verified == 'headers'
         assert make(split, packed, verify='none').verified == 'none'
-    with pytest.raises(ValueError, match="verify must be one of full, headers, none"):
+    with pytest.raises(ConfigError, match="--verify-data must be one of full, headers, none"):
         make('train', packed, verify='yes')
 
 

@@ -6,8 +6,10 @@ import math
 import os
 import re
 
+import cv2
 import pytest
 
+from tasn_gluon.engine.metrics import read_metrics_csv
 from tasn_gluon.reports.demo import _start_in_background, _wait_for, run_demo
 
 from conftest import NO_AUG
@@ -30,8 +32,29 @@ def test_demo_end_to_end(tiny_synthetic, tmp_path, capsys):
         kept = sorted(f for f in os.listdir(os.path.join(out, method)) if f.startswith('epoch-'))
         assert kept == ['epoch-0001.json', 'epoch-0001.params'], kept
     assert json.load(open(os.path.join(out, 'summary.json'))) == summary
+    top1 = {}
     for method in ('tasn', 'baseline'):
         assert summary['runs'][method]['num_images'] == 12       # every val image once
+        saved = json.load(open(os.path.join(out, 'eval_%s.json' % method)))
+        top1[method] = saved['top1']
+        # the summary reports the saved evaluation, a whole number of the 12 images
+        assert summary['runs'][method]['top1'] == saved['top1'], method
+        assert abs(12 * saved['top1'] - round(12 * saved['top1'])) < 1e-9, saved['top1']
+        # the final parameters are the last epoch's, and the evaluation counts every image once
+        rows = read_metrics_csv(os.path.join(out, method, 'metrics.csv'))
+        assert [r['epoch'] for r in rows] == [1] and rows[0]['num_val_images'] == 12
+    assert summary['tasn_minus_baseline_points'] == pytest.approx(
+        100 * (top1['tasn'] - top1['baseline']))
+    # the table shows both evaluations (ours top-1, labelled by method)
+    table = open(os.path.join(out, 'comparison.md')).read()
+    for method in ('tasn', 'baseline'):
+        assert re.search(r'\| %.2f \|  \| %s \|' % (100 * top1[method], method), table), table
+    # the pictures: one per class, each a readable image, as the summary lists them
+    assert summary['visualisations'] == [os.path.join(out, 'vis', 'vis_%03d.png' % i)
+                                         for i in range(4)]
+    for path in summary['visualisations'] + [os.path.join(out, 'curves.png')]:
+        picture = cv2.imread(path)
+        assert picture is not None and min(picture.shape[:2]) >= 100, path
     from tasn_gluon.reports.zoom import checkpoint_badge_magnification
     assert summary['badge_magnification'] == pytest.approx(
         checkpoint_badge_magnification(os.path.join(out, 'tasn'), tiny_synthetic))

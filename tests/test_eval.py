@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 from tasn_gluon.data import get_val_iter
-from tasn_gluon.engine.evaluation import evaluate_checkpoint, kd_loss_numpy, load_model, validate
+from tasn_gluon.engine.evaluation import evaluate_checkpoint
+from tasn_gluon.engine.models import load_model
+from tasn_gluon.engine.validation import kd_loss_numpy, validate
 from tasn_gluon.losses import HEADS
+from tasn_gluon.model_zoo import ModelKind
 
 # Two float32 executions of one network (another batch size, or the exported graph instead of
 # the training block) round differently, ~1e-6 of the logits' scale here (float32 eps 6e-8
@@ -22,7 +25,7 @@ def _assert_decisive(run_dir, data_dir):
     head's largest logit, so that rounding cannot change a prediction. Returns the number of
     distinct attention maps of each image (TASN)."""
     model = load_model(run_dir, [mx.cpu()])
-    view = model.net.with_attention_stats() if model.kind == 'tasn' else model.net
+    view = model.net.validation_net()
     (batch,) = list(get_val_iter(data_dir, 12, model.input_size, num_threads=1))
     outs = view(batch.data[0].as_in_context(mx.cpu()))
     for logits in (outs[:len(HEADS)] if model.kind == 'tasn' else [outs]):
@@ -31,8 +34,10 @@ def _assert_decisive(run_dir, data_dir):
     return outs[-1].asnumpy() if model.kind == 'tasn' else None
 
 
-class _Ident(mx.gluon.HybridBlock):
-    """Logits that encode the input's id: each image is counted where it is seen."""
+class _Ident(ModelKind, mx.gluon.HybridBlock):
+    """Logits that encode the input's id: each image is counted where it is seen (a model of
+    one head, as the baseline)."""
+    method, validation_outputs, reported_head = 'baseline', ('top',), 'top'
 
     def hybrid_forward(self, F, x):
         return F.one_hot(F.mean(x, axis=(1, 2, 3)), 10) * 10
@@ -43,11 +48,11 @@ def test_validate_counts_padded_batches_once():
     x = np.broadcast_to(ids[:, None, None, None], (10, 1, 2, 2)).copy()
     for bs in (1, 3, 4, 10, 16):
         it = mx.io.NDArrayIter(x, ids, bs, last_batch_handle='pad')
-        res = validate(_Ident(), it, [mx.cpu()], method='baseline')
+        res = validate(_Ident(), it, [mx.cpu()])
         assert res['num_images'] == 10 and res['top1'] == 1.0, bs
     # two contexts, a batch that does not split evenly
     it = mx.io.NDArrayIter(x, ids, 3, last_batch_handle='pad')
-    res = validate(_Ident(), it, [mx.cpu(0), mx.cpu(1)], method='baseline')
+    res = validate(_Ident(), it, [mx.cpu(0), mx.cpu(1)])
     assert res['num_images'] == 10 and res['top1'] == 1.0
 
 
@@ -98,7 +103,7 @@ def test_eval_baseline_and_params_file(tiny_synthetic, trained_runs, tmp_path):
 
 def test_eval_errors(tiny_synthetic, trained_runs, tmp_path, tool):
     done = tool('eval', '--checkpoint', tmp_path / 'missing', '--data-dir', tiny_synthetic)
-    assert done.returncode == 2 and 'does not exist' in done.stderr
+    assert done.returncode == 2 and 'no such file or folder' in done.stderr
     lonely = tmp_path / 'lonely.params'
     lonely.write_bytes(open(os.path.join(trained_runs['tasn'], 'epoch-0001.params'),
                             'rb').read())
@@ -115,7 +120,7 @@ def test_eval_errors(tiny_synthetic, trained_runs, tmp_path, tool):
 def test_eval_exported_inference_graph(tiny_synthetic, trained_runs, tmp_path):
     """An exported TASNPredictor (NAME-symbol.json + NAME-0000.params) gives the checkpoint's
     master_aux accuracy."""
-    from tasn_gluon.symbols.export import export_checkpoint
+    from symbols.export import export_checkpoint
     prefix = str(tmp_path / 'tasn')
     export_checkpoint(trained_runs['tasn'], prefix)
     ref = evaluate_checkpoint(trained_runs['tasn'], tiny_synthetic, [mx.cpu()], batch_size=5)

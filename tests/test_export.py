@@ -10,11 +10,12 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from tasn_gluon.errors import InputError
 from tasn_gluon import maps as tmaps
 from tasn_gluon.engine.builders import build_net
 from tasn_gluon.engine.checkpoint import save_checkpoint
 from tasn_gluon.engine.config import resolve_config
-from tasn_gluon.symbols.module_scorer import load_module, score
+from symbols.module_scorer import load_module, score
 
 SIZE = 64
 
@@ -115,7 +116,7 @@ def test_module_with_default_fusion_same_predictions(tmp_path):
     amplification of a relative parameter perturbation, measured on this fixture (random signs,
     4 u). The fixture is asserted well-conditioned: A below 1e3, and no two attention maps'
     keys near the threshold at which the maps are told apart (a discontinuity)."""
-    from tasn_gluon.symbols.export import export_checkpoint
+    from symbols.export import export_checkpoint
     run, net = _run_dir(tmp_path)
     prefix = str(tmp_path / 'tasn')
     export_checkpoint(run, prefix)
@@ -137,7 +138,7 @@ def test_module_with_default_fusion_same_predictions(tmp_path):
 
 
 def test_export_params_file_and_baseline(tmp_path, no_fusion):
-    from tasn_gluon.symbols.export import export_checkpoint
+    from symbols.export import export_checkpoint
     run, net = _run_dir(tmp_path, method='baseline')
     prefix = str(tmp_path / 'base')
     params = os.path.join(run, 'epoch-0001.params')
@@ -150,11 +151,11 @@ def test_export_params_file_and_baseline(tmp_path, no_fusion):
 
 def test_export_errors(tmp_path, tool):
     done = tool('export', '--checkpoint', tmp_path / 'nothing', '--out', tmp_path / 'x')
-    assert done.returncode == 2 and 'does not exist' in done.stderr
+    assert done.returncode == 2 and 'no such file or folder' in done.stderr
     lonely = tmp_path / 'lonely.params'
     mx.nd.save(str(lonely), {'w': mx.nd.zeros((1,))})
     done = tool('export', '--checkpoint', lonely, '--out', tmp_path / 'x')
     assert done.returncode == 2 and '--net' in done.stderr and 'Traceback' not in done.stderr
-    with pytest.raises(FileNotFoundError, match='missing-symbol.json'):
+    with pytest.raises(InputError, match='missing-symbol.json'):
         load_module(str(tmp_path / 'missing'))
     assert not os.path.exists(str(tmp_path / 'x-symbol.json'))

@@ -11,6 +11,7 @@ import mxnet as mx
 from mxnet import autograd, gluon
 from mxnet.gluon.data.vision import transforms
 
+from tasn_gluon.errors import InputError
 from tasn_gluon import model_zoo as mz
 from tasn_gluon.engine import prepare, train
 from tasn_gluon.engine.training import train_step
@@ -169,13 +170,13 @@ def test_zoo_folder_lookup_and_errors(tmp_path, monkeypatch):
     monkeypatch.setenv('HOME', str(tmp_path / 'home'))
     monkeypatch.delenv('MXNET_HOME', raising=False)
     default = os.path.join(str(tmp_path / 'home'), '.mxnet', 'models')
-    with pytest.raises(FileNotFoundError) as e:
+    with pytest.raises(InputError) as e:
         mz.find_pretrained('zoo', 'resnet50')
     assert ZOO_FILES['resnet50_v2'] in str(e.value) and default in str(e.value)
-    with pytest.raises(FileNotFoundError, match=ZOO_FILES['resnet18_v2']):
+    with pytest.raises(InputError, match=ZOO_FILES['resnet18_v2']):
         mz.find_pretrained('zoo', mz.ATTENTION_NET)
     monkeypatch.setenv('MXNET_HOME', str(tmp_path / 'mxhome'))
-    with pytest.raises(FileNotFoundError, match=str(tmp_path / 'mxhome' / 'models')):
+    with pytest.raises(InputError, match=str(tmp_path / 'mxhome' / 'models')):
         mz.find_pretrained('zoo', 'resnet18_v1b')
     root = tmp_path / 'root'
     _gluoncv_file(root / ZOO_FILES['resnet18_v1b'], 'resnet18_v1b')
@@ -194,7 +195,7 @@ def test_wrong_name_and_wrong_files(tmp_path):
         mz.get_tasn('resnet50_v9', num_classes=3)
     net = mz.get_backbone('resnet50_v1d')
     net.initialize()
-    with pytest.raises(FileNotFoundError, match='missing.params'):
+    with pytest.raises(InputError, match='missing.params'):
         mz.load_pretrained(net, str(tmp_path / 'missing.params'))
     path = tmp_path / 'resnet18_v1b.params'
     _gluoncv_file(path, 'resnet18_v1b')

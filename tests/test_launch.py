@@ -62,9 +62,10 @@ def test_dist_sync_job_on_loopback(tmp_path):
 
 @pytest.mark.multiprocess
 def test_failing_worker_stops_the_job(tmp_path):
+    """A worker that fails ends the whole job, whose exit status is that worker's."""
     start = time.time()
     code, output, pgid = run_job(tmp_path, 'fail', timeout=90)
-    assert code == 1, output
+    assert code == 3, output
     assert 'exited with code 3' in output
     assert time.time() - start < 80
     assert_group_gone(pgid)

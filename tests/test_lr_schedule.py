@@ -8,8 +8,8 @@ import pytest
 
 from tasn_gluon.engine import load_checkpoint, run
 from tasn_gluon.engine import training
-from tasn_gluon.engine.config import (RunConfig, lr_at_epoch, lr_schedule, recipe_config,
-                                     resolve_config)
+from tasn_gluon.engine.config import read_saved_config, recipe_config, resolve_config
+from tasn_gluon.engine.schedule import lr_at_epoch, lr_schedule
 
 from conftest import assert_same_checkpoints
 from fakes import fake_config
@@ -111,7 +111,7 @@ def test_resume_across_an_epoch_boundary_cosine_warmup(tmp_path, fake_engine, mo
                                      history_keys=('lr', 'train_loss', 'val_loss', 'val_top1'))
 
     ipe = 24 // 4                                   # the stand-in set: 24 images, batch 4
-    schedule = lr_schedule(RunConfig.from_dict(ra['config']), ipe)
+    schedule = lr_schedule(read_saved_config(ra['config'], 'the record'), ipe)
     expected = [schedule(i) for i in range(3 * ipe)]
     assert rates['straight'] == expected == rates['stopped']
     assert expected[0] == 0.0 and expected[ipe - 1] == 0.1 and expected[ipe] == 0.1

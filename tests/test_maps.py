@@ -13,7 +13,7 @@ import pytest
 import mxnet as mx
 from mxnet import autograd
 
-from maps_reference import keys_np, resize_np, trilinear_np, unit_roundoff
+from maps_reference import keys_np, resize_np, softmax, trilinear_np, unit_roundoff
 from tasn_gluon.attention import ATTENTION_VARIANTS, TrilinearAttention, combine_maps
 from tasn_gluon import maps as tmaps
 
@@ -136,32 +136,32 @@ def _keys_with(rel_offsets, base=(100.0, 350.0, 420.0)):
 
 
 def test_same_map_at_float32_resolution():
-    """The rule of maps.distinct_mask: keys within eps32 = 2^-23 (plus the float64 bound,
+    """The rule of maps.distinct_mask: keys within eps32 = 2^-23 (plus twice the float64 bound,
     here 0) of each other are one map; farther apart, two. Offsets relative to channel 0:
     1e-12 (float64 rounding of identical maps), 5e-8 (below eps32: saturated relation rows),
     then 3e-7 and 1e-3 (different maps), and a channel equal to channel 3."""
     eps = tmaps.FLOAT32_EPS
     assert eps == np.finfo(np.float32).eps
     keys = _keys_with([0, 1e-12, 5e-8, 3e-7, 1e-3, 3e-7])
-    zero = mx.nd.zeros((1, 6), dtype='float64')
+    zero = mx.nd.zeros((1, 1, 1), dtype='float64')
     first = tmaps.distinct_mask(mx.nd, keys, zero).asnumpy()
     np.testing.assert_array_equal(first, [[1, 0, 0, 1, 1, 0]])
     # one key differing is enough to tell two maps apart (mass equal, a moment not)
     k = np.array([[[100.0, 350.0, 420.0], [100.0, 350.0, 420.0 * (1 + 1e-5)]]])
-    first = tmaps.distinct_mask(mx.nd, mx.nd.array(k, dtype='float64'),
-                                mx.nd.zeros((1, 2), dtype='float64')).asnumpy()
+    first = tmaps.distinct_mask(mx.nd, mx.nd.array(k, dtype='float64'), zero).asnumpy()
     np.testing.assert_array_equal(first, [[1, 1]])
-    # the float64 bound widens the tolerance: 3e-7 apart with a bound of 1e-7 on each side
-    bound = mx.nd.full((1, 6), 1e-7, dtype='float64')
+    # the float64 bound widens the tolerance: 3e-7 apart with a bound of 1e-7, twice
+    bound = mx.nd.full((1, 1, 1), 1e-7, dtype='float64')
     first = tmaps.distinct_mask(mx.nd, keys, bound).asnumpy()
     np.testing.assert_array_equal(first, [[1, 0, 0, 0, 1, 0]])
 
 
 @pytest.mark.parametrize('scale', [1.0, 10.0, 100.0])
 def test_key_error_bound_holds(scale):
-    """The keys the default mode computes in float64 are within their bound E_c (relative) of
+    """The keys the default mode computes in float64 are within their bound E (relative) of
     the same keys computed in extended precision (np.longdouble, 64-bit significand: its own
-    error is ~2000x below float64's), for features up to 100; and the bound is far below
+    error is ~2000x below float64's) from the same spatial softmax N1 (computed in float32, an
+    exact input of the float64 part), for features up to 100; and the bound is far below
     eps32, so that it never merges maps that float32 tells apart."""
     if np.finfo(np.longdouble).nmant < 63:
         pytest.skip('np.longdouble is no wider than float64 on this platform')
@@ -169,11 +169,14 @@ def test_key_error_bound_holds(scale):
     x = np.maximum(rs.randn(2, 16, 7, 7), 0).astype(np.float32) * scale
     x[:, [3, 9]] = 0
     att = TrilinearAttention()
-    wide = mx.nd.array(x, dtype='float64')
-    rel, logits = att.relation(mx.nd, wide, with_logits=True)
-    got = tmaps.map_keys(mx.nd, wide, rel).asnumpy()
-    bound = tmaps.key_error_bound(mx.nd, wide, logits).asnumpy()
-    exact = keys_np(trilinear_np(x.astype(np.longdouble)))
+    x32 = mx.nd.array(x)
+    rel = att.relation(mx.nd, x32, wide=x32.astype('float64'))
+    got = tmaps.map_keys(mx.nd, x32.astype('float64'), rel).asnumpy()
+    bound = tmaps.key_error_bound(mx.nd, x32, att).asnumpy().reshape(-1, 1)
+    n1 = mx.nd.softmax(x32.reshape((0, 0, -1)) * 7, axis=-1).asnumpy().astype(np.longdouble)
+    flat = x.reshape(2, 16, -1).astype(np.longdouble)
+    exact_rel = softmax(np.einsum('ncp,ndp->ncd', n1, flat))
+    exact = np.einsum('ncd,ndk->nck', exact_rel, keys_np(x.astype(np.longdouble)))
     err = (np.abs(got - exact) / exact).max(axis=-1).astype(np.float64)
     assert np.all(err <= bound), (err / bound).max()
     assert bound.max() < 1e-2 * tmaps.FLOAT32_EPS
@@ -298,15 +301,24 @@ def test_combine_equals_weighted_sum_of_maps(variant):
     np.testing.assert_allclose(got, ref, rtol=RTOL)
     # a float64 relation with float32 features (the default mode's path): weights @ rel in
     # float64, rounded once to float32 (u32 relative), then a float32 product of 6
-    # non-negative terms: within (6 + 2) u32 of the exact value
+    # non-negative terms: within (6 + 2) u32 of the same arithmetic in float64 from the same
+    # float32 spatial softmax (an exact input of the float64 part)
     x32 = mx.nd.array(x, dtype='float32')
-    rel = att.relation(mx.nd, xs)
+    rel = att.relation(mx.nd, x32, wide=x32.astype('float64'))
     wide = rel is not None                                  # the identity has no relation
     got = combine_maps(mx.nd, x32, mx.nd.array(w, dtype='float64' if wide else 'float32'), rel,
                        rel_dtype='float64' if wide else None, dtype='float32').asnumpy()
-    ref32 = np.einsum('nkc,nchw->nkhw', w, trilinear_np(x.astype(np.float32).astype(np.float64),
-                                                         variant))
-    np.testing.assert_allclose(got, ref32, rtol=10 * unit_roundoff(np.float32))
+    flat = x.astype(np.float32).astype(np.float64).reshape(2, 6, -1)
+    if variant in ('full', 'spatial'):
+        left = mx.nd.softmax(x32.reshape((0, 0, -1)) * 7, axis=-1).asnumpy().astype(np.float64)
+    else:
+        left = flat
+    relation = np.einsum('ncp,ndp->ncd', left, flat)
+    if variant in ('full', 'relation'):
+        relation = softmax(relation)
+    ref32 = (np.einsum('nkc,ncp->nkp', w, np.einsum('ncd,ndp->ncp', relation, flat))
+             if wide else np.einsum('nkc,ncp->nkp', w, flat)).reshape(got.shape)
+    np.testing.assert_allclose(got, ref32, rtol=(6 + 2) * unit_roundoff(np.float32))
 
 
 @pytest.mark.parametrize('variant', sorted(ATTENTION_VARIANTS))
@@ -317,14 +329,14 @@ def test_keys_of_features_equal_keys_of_maps(variant):
     x[:, [1, 4]] = 0
     att = TrilinearAttention(variant=variant)
     xs = mx.nd.array(x, dtype='float64')
-    rel, logits = att.relation(mx.nd, xs, with_logits=True)
+    rel = att.relation(mx.nd, xs)
     fused = tmaps.map_keys(mx.nd, xs, rel).asnumpy()
     maps = trilinear_np(x, variant)
     np.testing.assert_allclose(fused, keys_np(maps), rtol=RTOL)
     np.testing.assert_allclose(tmaps.channel_sums(mx.nd, xs, rel).asnumpy(),
                                maps.reshape(2, 6, -1).sum(axis=2), rtol=RTOL)
     first = tmaps.distinct_mask(mx.nd, mx.nd.array(fused, dtype='float64'),
-                                tmaps.key_error_bound(mx.nd, xs, logits)).asnumpy()
+                                tmaps.key_error_bound(mx.nd, xs, att)).asnumpy()
     assert np.all(first[:, 4] == 0) and np.all(first[:, 1] == 1)
     assert np.all(first.sum(axis=1) == 5)
 

@@ -8,6 +8,7 @@ import mxnet as mx
 from mxnet import autograd
 from mxnet.gluon.model_zoo import vision
 
+from tasn_gluon.errors import ConfigError, InputError
 from tasn_gluon import model_zoo as mz
 from tasn_gluon.model_zoo.normalization import MEAN_RGB, GLUON_MEAN, GLUON_STD
 
@@ -89,7 +90,7 @@ def test_pretrained_errors(tmp_path):
     net = mz.get_resnet(18)
     net.initialize()
     missing = str(tmp_path / 'nope' / 'resnet18_v2.params')
-    with pytest.raises(FileNotFoundError, match='nope'):
+    with pytest.raises(InputError, match='nope'):
         mz.load_pretrained(net, missing)
     bad = tmp_path / 'corrupt.params'
     bad.write_bytes(b'not a params file')
@@ -98,7 +99,7 @@ def test_pretrained_errors(tmp_path):
     _, path50 = _gluon_zoo_file(tmp_path, 'resnet50_v2')
     with pytest.raises(ValueError, match='shape'):
         mz.load_pretrained(net, path50)            # a ResNet-50 file into a ResNet-18
-    with pytest.raises(FileNotFoundError, match='nope'):
+    with pytest.raises(InputError, match='nope'):
         mz.get_baseline('resnet18', 5, pretrained=missing)
 
 
@@ -192,16 +193,19 @@ def test_tasn_parameter_names_match_official_graph():
 
 
 def test_baseline_and_registry():
-    model = mz.get_model('baseline_resnet18', num_classes=6, sample_size=32)
+    """The baseline answers as a model of one head; the backbone registry builds every family
+    by name and lists the valid names when given a wrong one."""
+    model = mz.get_baseline('resnet18', num_classes=6, sample_size=32)
     out = model(mx.nd.array(_image((2, 3, 48, 48))))
     assert out.shape == (2, 6)
+    assert (model.method, model.has_attention, model.validation_outputs) == \
+        ('baseline', False, ('top',))
+    assert model.reported(out) is out and model.inference_net() is model
     feats = mz.get_backbone('vgg19')
     assert feats.out_channels == 512
-    for name in ('tasn_resnet50', 'tasn_vgg19', 'tasn_resnet18', 'resnet50_v2', 'attention_net'):
-        assert name in mz.get_model_list()
-    with pytest.raises(ValueError, match='tasn_resnet50'):
-        mz.get_model('tasn_resnet51')
-    with pytest.raises(ValueError, match='resnet50'):
+    assert {'resnet18', 'resnet50', 'vgg19', 'resnet50_v1d', 'resnest50'} <= \
+        set(mz.backbone_names())
+    with pytest.raises(ConfigError, match='resnet50, resnet50_v1b'):
         mz.get_backbone('resnet51')
 
 
@@ -214,9 +218,9 @@ def test_baseline_resizes_align_corners():
 
 
 def test_sizes_and_sampler_scale():
-    from tasn_gluon.model_zoo.tasn import _sampler_scale
+    from tasn_gluon.model_zoo.sampling import sampler_scale
     for inp, out in ((512, 224), (512, 336), (500, 224), (600, 337)):
-        scale = _sampler_scale(inp, out)
+        scale = sampler_scale(inp, out)
         assert int(inp * scale) == out and int(np.float32(inp) * np.float32(scale)) == out
         assert abs(scale - out / inp) < 1e-6
     with pytest.raises(ValueError, match='sample_size'):

@@ -8,6 +8,7 @@ import pytest
 import mxnet as mx
 from mxnet import autograd
 
+from tasn_gluon.errors import InputError
 from tasn_gluon import ops
 from tasn_gluon import model_zoo as mz
 from tasn_gluon.losses import TASNLoss
@@ -250,5 +251,5 @@ def test_get_tasn_with_pretrained_files(tmp_path):
                                   w.features[1].weight.data().asnumpy())
     np.testing.assert_array_equal(model.att_net.body.conv0.weight.data().asnumpy(),
                                   w.features[1].weight.data().asnumpy())
-    with pytest.raises(FileNotFoundError, match='missing.params'):
+    with pytest.raises(InputError, match='missing.params'):
         _small(pretrained=str(tmp_path / 'missing.params'))

@@ -13,7 +13,7 @@ import pytest
 
 import sampler_reference as ref
 from tasn_gluon import ops
-from tasn_gluon.ops.cuda_check import CASES, random_inputs
+from cuda_check.cases import CASES, random_inputs
 
 # The dense reference builds (out, size) interpolation matrices: cases up to 10^4 pixels.
 REFERENCE_CASES = [c for c in CASES if c.h * c.w <= 10000]

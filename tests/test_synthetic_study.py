@@ -5,7 +5,11 @@ import os
 import subprocess
 import sys
 
+import cv2
 import pytest
+
+from tasn_gluon.data import read_dataset_info
+from tasn_gluon.engine import find_checkpoint
 
 from conftest import ROOT
 
@@ -32,6 +36,20 @@ def test_study_trains_then_tabulates_finished_runs(tiny_synthetic, tmp_path):
     summary = json.load(open(os.path.join(out, 'synthetic_study.json')))['summary']
     assert sorted(summary) == ['baseline', 'tasn']
     assert summary['tasn']['seeds'] == [0] and len(summary['tasn']['badge_magnification']) == 1
-    assert summary['tasn']['train_seconds'][0] > 0          # the run's own time, not this call's
-    assert '| tasn | TASN' in done.stdout and 'TASN - baseline:' in done.stdout
+    num_val = read_dataset_info(tiny_synthetic)['num_val']
+    for variant, s in summary.items():
+        history = find_checkpoint(os.path.join(out, '%s-seed0' % variant))['history']
+        # the run's own training time (it was reused, not retrained, by this call)
+        assert s['train_seconds'] == [pytest.approx(sum(r['epoch_time_s'] for r in history))]
+        top1 = s['per_seed'][0]      # a share of the val images, and the mean of one seed
+        assert abs(top1 * num_val - round(top1 * num_val)) < 1e-9, top1
+        assert s['mean'] == top1 and s['std'] == 0.0
+        row = [line for line in done.stdout.splitlines() if line.startswith('| %s |' % variant)]
+        assert len(row) == 1 and '| %.2f ± 0.00 | 0: %.2f |' % (100 * top1, 100 * top1) in row[0]
+    assert summary['tasn']['badge_magnification'][0] > 0
+    assert summary['baseline']['badge_magnification'] is None      # no sampler to magnify
+    assert 'TASN - baseline: %+.2f points' % (
+        100 * (summary['tasn']['mean'] - summary['baseline']['mean'])) in done.stdout
+    assert open(os.path.join(out, 'synthetic_study.md')).read().strip() in done.stdout
+    assert cv2.imread(os.path.join(out, 'synthetic_study.png')) is not None
     assert _study(*small, '--seeds', '5', '--only-finished').returncode == 2   # nothing finished

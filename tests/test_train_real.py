@@ -12,6 +12,7 @@ from tasn_gluon.engine import CSV_COLUMNS, load_checkpoint, run
 from tasn_gluon.data.synthetic import SYNTHETIC_VERSION
 from tasn_gluon.engine.builders import prepare_data_dir
 from tasn_gluon.engine.config import resolve_config
+from tasn_gluon.errors import ConfigError, DatasetError
 
 from conftest import assert_same_checkpoints, real_config
 
@@ -106,7 +107,7 @@ def test_synthetic_set_generated_once(synthetic_cache, monkeypatch):
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, 'dataset.json'), 'w') as f:
             f.write(json.dumps({'synthetic': {'version': SYNTHETIC_VERSION}}))
-    monkeypatch.setattr('tasn_gluon.engine.builders.make_synthetic_dataset', fake_make)
+    monkeypatch.setattr('tasn_gluon.data.synthetic.make_synthetic_dataset', fake_make)
     cfg = resolve_config(dict(dataset='synthetic'))
     assert prepare_data_dir(cfg) == synthetic_cache
     assert prepare_data_dir(cfg) == synthetic_cache
@@ -114,10 +115,10 @@ def test_synthetic_set_generated_once(synthetic_cache, monkeypatch):
     with open(os.path.join(synthetic_cache, 'dataset.json'), 'w') as f:
         f.write(json.dumps({'synthetic': {'seed': 0}}))          # an old-design cache
     assert prepare_data_dir(cfg) == synthetic_cache and calls == [synthetic_cache] * 2
-    with pytest.raises(FileNotFoundError, match='give --data-dir'):  # a resume never generates
+    with pytest.raises(DatasetError, match='give --data-dir'):  # a resume never generates
         os.remove(os.path.join(synthetic_cache, 'dataset.json'))
         prepare_data_dir(cfg, may_generate=False)
-    with pytest.raises(ValueError, match='--data-dir is required'):
+    with pytest.raises(ConfigError, match='--data-dir is required'):
         prepare_data_dir(resolve_config(dict(dataset='cub', from_scratch=True)))
 
 

@@ -2,7 +2,6 @@
 interpreter or passed silently, run as the user ran it (the command lines in a subprocess, on
 files damaged that way). Each case asserts the exit status, the message, and that nothing
 outside the run folder changed."""
-import hashlib
 import json
 import os
 import shutil
@@ -11,22 +10,11 @@ import pytest
 
 from tasn_gluon.engine import load_checkpoint, run
 
-from conftest import real_config
+from conftest import clean_error, real_config, snapshot
 
 TINY_RUN = ['--dataset', 'synthetic', '--net', 'resnet18', '--input-size', '64', '--att-size',
             '32', '--sample-size', '32', '--batch-size', '4', '--max-batches-per-epoch', '1',
             '--no-progress', '--num-data-threads', '1', '--eval-batch-size', '12']
-
-
-def snapshot(folder):
-    """{relative path: SHA-256} of every file under ``folder``."""
-    out = {}
-    for root, _, files in os.walk(folder):
-        for f in files:
-            p = os.path.join(root, f)
-            with open(p, 'rb') as fh:
-                out[os.path.relpath(p, folder)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
 
 
 @pytest.fixture
@@ -34,13 +22,6 @@ def one_epoch_run(tiny_synthetic, tmp_path):
     cfg = real_config(tiny_synthetic, tmp_path / 'runs' / 'C', epochs=1, max_batches_per_epoch=1)
     run(cfg)
     return cfg['out']
-
-
-def _clean_error(done, *words):
-    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
-    assert 'Traceback' not in done.stderr and 'terminate called' not in done.stderr
-    for w in words:
-        assert w in done.stderr, (w, done.stderr[-2000:])
 
 
 @pytest.mark.slow
@@ -88,7 +69,7 @@ def test_training_on_a_damaged_train_rec_is_refused(tiny_synthetic, tmp_path, to
     data = _damaged_copy(tiny_synthetic, str(tmp_path / 'data'), 'train', how)
     out = str(tmp_path / 'run')
     done = tool('train', *TINY_RUN, '--data-dir', data, '--out', out, '--epochs', '1')
-    _clean_error(done, message)
+    clean_error(done, message)
     assert not os.path.exists(out)                   # a failed start leaves nothing behind
 
 
@@ -96,13 +77,13 @@ def test_eval_visualize_demo_on_a_truncated_val_rec(tiny_synthetic, trained_runs
                                                     tool):
     data = _damaged_copy(tiny_synthetic, str(tmp_path / 'data'), 'val', 'half, aligned')
     before = snapshot(trained_runs['tasn'])
-    _clean_error(tool('eval', '--checkpoint', trained_runs['tasn'], '--data-dir', data),
+    clean_error(tool('eval', '--checkpoint', trained_runs['tasn'], '--data-dir', data),
                  'val.rec')
     vis = str(tmp_path / 'vis')
-    _clean_error(tool('visualize', '--checkpoint', trained_runs['tasn'], '--data-dir', data,
+    clean_error(tool('visualize', '--checkpoint', trained_runs['tasn'], '--data-dir', data,
                       '--out', vis), 'val.rec')
     assert not os.path.exists(vis) and snapshot(trained_runs['tasn']) == before
-    _clean_error(tool('demo', '--data-dir', data, '--out', tmp_path / 'demo', '--epochs', '1',
+    clean_error(tool('demo', '--data-dir', data, '--out', tmp_path / 'demo', '--epochs', '1',
                       '--no-progress'), 'val.rec')
 
 
@@ -116,9 +97,9 @@ def test_a_damaged_params_file_is_refused_on_every_path(trained_runs, tiny_synth
     with open(params, 'r+b') as f:
         f.seek(os.path.getsize(params) // 2)
         f.write(b'\0' * 64)
-    _clean_error(tool('eval', '--checkpoint', params, '--data-dir', tiny_synthetic),
+    clean_error(tool('eval', '--checkpoint', params, '--data-dir', tiny_synthetic),
                  'does not match the SHA-256', 'epoch-0001.params')
-    _clean_error(tool('export', '--checkpoint', params, '--out', tmp_path / 'x'), 'SHA-256')
+    clean_error(tool('export', '--checkpoint', params, '--out', tmp_path / 'x'), 'SHA-256')
     assert not os.path.exists(str(tmp_path / 'x-symbol.json'))
 
 
@@ -126,12 +107,12 @@ def test_classes_of_model_and_data_must_agree(trained_runs, tiny_synthetic, tmp_
     """An exported 4-class graph on a 6-class set, and on a 4-class set whose class names
     differ: refused, not scored."""
     from tasn_gluon.data.synthetic import make_synthetic_dataset
-    from tasn_gluon.symbols.export import export_checkpoint
+    from symbols.export import export_checkpoint
     prefix = str(tmp_path / 'export' / 'tasn')
     export_checkpoint(trained_runs['tasn'], prefix)
     six = make_synthetic_dataset(str(tmp_path / 'six'), num_classes=6, per_class_train=1,
                                  per_class_val=1, image_size=96, num_threads=1)
-    _clean_error(tool('eval', '--checkpoint', prefix + '-symbol.json', '--data-dir', six),
+    clean_error(tool('eval', '--checkpoint', prefix + '-symbol.json', '--data-dir', six),
                  'has 4 classes but', 'has 6')
     renamed = str(tmp_path / 'renamed')
     shutil.copytree(tiny_synthetic, renamed)
@@ -141,18 +122,18 @@ def test_classes_of_model_and_data_must_agree(trained_runs, tiny_synthetic, tmp_
     info['class_names'][2] = 'green-dots'
     with open(info_path, 'w') as f:
         json.dump(info, f)
-    _clean_error(tool('eval', '--checkpoint', trained_runs['tasn'], '--data-dir', renamed),
+    clean_error(tool('eval', '--checkpoint', trained_runs['tasn'], '--data-dir', renamed),
                  'name their classes differently', 'green-dots')
 
 
 def test_failed_starts_leave_nothing_and_stale_temporaries_go(one_epoch_run, tiny_synthetic,
                                                                tmp_path, tool):
     out = str(tmp_path / 'new_run')
-    _clean_error(tool('train', *TINY_RUN, '--data-dir', tmp_path / 'nonexistent', '--out', out),
+    clean_error(tool('train', *TINY_RUN, '--data-dir', tmp_path / 'nonexistent', '--out', out),
                  'nonexistent')
-    _clean_error(tool('train', '--dataset', 'cub', '--data-dir', tmp_path, '--out', out),
+    clean_error(tool('train', '--dataset', 'cub', '--data-dir', tmp_path, '--out', out),
                  '--pretrained', '--att-pretrained', '--from-scratch')
-    _clean_error(tool('train', *TINY_RUN, '--data-dir', tiny_synthetic, '--batch-size', 32,
+    clean_error(tool('train', *TINY_RUN, '--data-dir', tiny_synthetic, '--batch-size', 32,
                       '--last-batch', 'discard', '--out', out),
                  'no training step', '24 training images', '--batch-size 32')
     assert not os.path.exists(out)
@@ -177,7 +158,8 @@ def _a_dead_pid():
     return p.pid
 
 
-def test_help_shows_the_recipe_defaults_and_a_description(tool):
+def test_train_help_shows_the_recipe_defaults(tool):
+    """(Every tool's help, its description and defaults: tests/test_error_contract.py.)"""
     cub = tool('train', '--help').stdout
     syn = tool('train', '--dataset', 'synthetic', '--help').stdout
     assert cub.splitlines()[0].startswith('usage:')
@@ -186,15 +168,6 @@ def test_help_shows_the_recipe_defaults_and_a_description(tool):
     assert '(default for --dataset cub: 0.1)' in cub and '(default for --dataset cub: 300)' in cub
     assert '(default for --dataset synthetic: 0.05)' in syn and \
         '(default for --dataset synthetic: resnet18)' in syn
-    for name in ('eval', 'predict', 'export', 'visualize', 'compare', 'convert_official',
-                 'demo', 'im2rec', 'launch'):
-        if not os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(
-                os.path.abspath(__file__))), 'tools', name + '.py')):
-            continue
-        text = tool(name, '--help')
-        assert text.returncode == 0 and '(default: None)' not in text.stdout, name
-        description = ' '.join(text.stdout.split('\n\n')[1].split())   # argparse wraps it
-        assert description.endswith('.') and '. ' not in description, (name, description)
 
 
 def test_compare_puts_a_toy_set_under_custom(trained_runs, tiny_synthetic, tmp_path, tool):

@@ -3,9 +3,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from tasn_gluon.errors import InputError
 from tasn_gluon.engine.builders import build_net
 from tasn_gluon.engine.config import resolve_config
-from tasn_gluon.engine.training import seed_everything
+from tasn_gluon.engine.seeds import seed_everything
 from tasn_gluon.reports.zoom import axis_magnification, badge_boxes, badge_magnification
 
 from conftest import real_config
@@ -22,7 +23,7 @@ def test_badge_boxes_follow_the_input_size(tiny_synthetic):
     native = badge_boxes(tiny_synthetic, 96)              # the set is rendered at 96 px
     half = badge_boxes(tiny_synthetic, 48)
     assert len(native) == 12 and np.allclose(np.array(native) / 2, half)
-    with pytest.raises(FileNotFoundError, match='synthetic.json'):
+    with pytest.raises(InputError, match='synthetic.json'):
         badge_boxes(str(tiny_synthetic) + '-missing', 96)
 
 

@@ -1,15 +1,15 @@
 """Checks the AttSampler's CUDA kernels against its CPU kernels on a machine with an NVIDIA GPU,
 through the plain C ABI (libtasn_sampler.so): no MXNet needed, CuPy optional (else ctypes and
-libcudart). From the checkout's root:
+libcudart). From the checkout's root (tasn_gluon need not be installed):
 
     PYTHONPATH=. python tools/check_cuda_sampler.py      # the library `make setup` built
     PYTHONPATH=. python tools/check_cuda_sampler.py --build --json OUT.json
                                   # first builds one for this GPU with this machine's nvcc
 
-It runs grid, forward and backward on random inputs on both devices (tasn_gluon.ops.cuda_check:
-both modes, float32 and float64, shapes that exercise every code path) and prints the largest
+It runs grid, forward and backward on random inputs on both devices (tools/cuda_check/: both
+modes, float32 and float64, shapes that exercise every code path) and prints the largest
 absolute difference of each, then times the forward at batch 96 of 3x512x512 -> 224x224
-float32 against the GPU's peak bandwidth (bench/cuda_sampler.py).
+float32 against the GPU's peak bandwidth (tools/cuda_check/bandwidth.py).
 
 Exit status: 0 when every CUDA result matches the CPU (float32 within 1e-5, float64 within
 1e-12), 1 on a mismatch or a failed kernel, 2 when it cannot run (no GPU, CUDA runtime,
@@ -23,7 +23,7 @@ PROG = 'check_cuda_sampler'
 
 def cannot_run(message):
     print('%s: cannot run: %s' % (PROG, message), file=sys.stderr, flush=True)
-    return 2  # cuda_check.EXIT_CANNOT_RUN, which may not be importable here
+    return 2  # harness.EXIT_CANNOT_RUN, which may not be importable here
 
 
 def parse_args(argv=None):
@@ -45,10 +45,10 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        from tasn_gluon.ops import cuda_check
-        from bench import cuda_sampler
+        import tasn_gluon  # noqa: F401 (first: the package alone needs nothing installed)
+        from cuda_check import bandwidth, harness   # beside this file
     except ImportError as e:
-        if (e.name or '').split('.')[0] in ('tasn_gluon', 'bench'):
+        if (e.name or '').split('.')[0] == 'tasn_gluon':
             return cannot_run('cannot import %s: run this tool from the checkout\'s root as '
                               '`PYTHONPATH=. python tools/check_cuda_sampler.py ...`' % e.name)
         return cannot_run('cannot import %s, which the check needs (%s)' % (e.name, e))
@@ -56,14 +56,14 @@ def main(argv=None):
         return cannot_run('importing the check failed (%s: %s); it needs no MXNet: run it where '
                           'MXNet imports or is not installed' % (type(e).__name__, e))
     try:
-        lib, cuda = cuda_check.prepare(args.library, args.build)
-    except cuda_check.CannotRun as e:
+        lib, cuda = harness.prepare(args.library, args.build)
+    except harness.CannotRun as e:
         return cannot_run(e)
 
     def benchmark():
-        return cuda_sampler.benchmark(lib, cuda, cuda_check.log_line, args.batch, args.repeats,
-                                      args.copy_mib << 20)
-    return cuda_check.run_checks(
+        return bandwidth.benchmark(lib, cuda, harness.log_line, args.batch, args.repeats,
+                                   args.copy_mib << 20)
+    return harness.run_checks(
         lib, cuda, error=lambda msg: print('%s: %s' % (PROG, msg), file=sys.stderr, flush=True),
         benchmark=None if args.skip_benchmark else benchmark, json_path=args.json)
 

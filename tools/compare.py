@@ -11,7 +11,7 @@ the published dataset (other classes or image counts) is listed under "custom da
 import sys
 
 from tasn_gluon import cli
-from tasn_gluon.engine.checkpoint import atomic_write_text
+from tasn_gluon.files import atomic_write_text
 from tasn_gluon.reports import compare
 
 
@@ -26,17 +26,17 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def work(args):
+    results = [compare.read_eval_json(p) for p in args.results]
+    table = compare.compare_table(results, compare.read_published(args.published),
+                                  all_datasets=args.all)
+    print(table)
+    if args.out:
+        atomic_write_text(args.out, table + '\n')
+
+
 def main(argv=None):
-    args = parse_args(argv)
-    status = [0]
-    with cli.reporting_errors(status):
-        results = [compare.read_eval_json(p) for p in args.results]
-        table = compare.compare_table(results, compare.read_published(args.published),
-                                      all_datasets=args.all)
-        print(table)
-        if args.out:
-            atomic_write_text(args.out, table + '\n')
-    return status[0]
+    return cli.run(parse_args, work, argv)
 
 
 if __name__ == '__main__':

@@ -6,7 +6,7 @@
 """
 import os
 
-from .errors import DatasetError, first_few
+from ..errors import DatasetError, first_few
 from .splits import DatasetSplits, Entry
 from .tables import as_int, find_first, load_mat_struct, mat_field
 

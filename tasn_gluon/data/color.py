@@ -34,6 +34,8 @@ import collections
 
 import numpy as np
 
+from ..errors import ConfigError
+
 # ImageNet RGB covariance eigenvalues / eigenvectors (columns), as published with AlexNet's
 # lighting augmentation; the record iterator keeps their products as float32.
 EIGVAL = np.array([55.46, 4.794, 1.148], np.float32)
@@ -94,9 +96,9 @@ class BatchColorJitter(object):
         for name, v in (('brightness', brightness), ('contrast', contrast),
                         ('saturation', saturation), ('pca_noise', pca_noise)):
             if not v >= 0:
-                raise ValueError('%s must be >= 0, got %r' % (name, v))
+                raise ConfigError('%s must be >= 0, got %r' % (name, v))
         if len(mean_rgb) != 3:
-            raise ValueError('mean_rgb needs 3 values (R, G, B), got %r' % (mean_rgb,))
+            raise ConfigError('mean_rgb needs 3 values (R, G, B), got %r' % (mean_rgb,))
         self.brightness, self.contrast = float(brightness), float(contrast)
         self.saturation, self.pca_noise = float(saturation), float(pca_noise)
         self.mean_rgb = tuple(float(m) for m in mean_rgb)

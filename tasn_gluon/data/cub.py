@@ -1,9 +1,9 @@
 """CUB-200-2011 as distributed (CUB_200_2011.tgz): the official train/test split."""
 import os
 
-from .errors import DatasetError, first_few
+from ..errors import DatasetError, first_few
 from .splits import DatasetSplits, Entry
-from .tables import read_id_table, require_file
+from .tables import read_id_table, split_file
 
 SPLIT_FILES = ('images.txt', 'image_class_labels.txt', 'train_test_split.txt', 'classes.txt')
 
@@ -26,11 +26,12 @@ def list_cub(root):
     what = 'CUB-200-2011'
     missing = [n for n in SPLIT_FILES if not os.path.isfile(os.path.join(root, n))]
     if missing:
-        raise DatasetError('%s: missing split file(s) %s under %s' % (what, ', '.join(missing), root))
-    images = read_id_table(require_file(root, 'images.txt', what))
-    labels = read_id_table(require_file(root, 'image_class_labels.txt', what), int)
-    is_train = read_id_table(require_file(root, 'train_test_split.txt', what), int)
-    classes = read_id_table(require_file(root, 'classes.txt', what))
+        raise DatasetError('%s: missing split file(s) %s under %s'
+                           % (what, ', '.join(missing), root))
+    images = read_id_table(split_file(root, 'images.txt', what))
+    labels = read_id_table(split_file(root, 'image_class_labels.txt', what), int)
+    is_train = read_id_table(split_file(root, 'train_test_split.txt', what), int)
+    classes = read_id_table(split_file(root, 'classes.txt', what))
 
     class_ids = sorted(classes)
     if class_ids != list(range(1, len(class_ids) + 1)):

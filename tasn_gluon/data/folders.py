@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from .errors import DatasetError, first_few
+from ..errors import DatasetError, first_few
 from .splits import DatasetSplits, Entry
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')

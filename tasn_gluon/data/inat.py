@@ -3,7 +3,7 @@ categories) with the image folder they point into (``train_val_images/...``)."""
 import json
 import os
 
-from .errors import DatasetError, first_few
+from ..errors import DatasetError, first_few
 from .splits import DatasetSplits, Entry
 
 WHAT = 'iNaturalist 2017'

@@ -1,23 +1,26 @@
 """Packing a DatasetSplits into the folder the trainer reads: train/val .lst, .rec, .idx,
 .crc32 and dataset.json. Images are decoded, checked, resized and re-encoded by N threads
 (OpenCV releases the GIL) and written in list order by one writer through MXNet's
-MXIndexedRecordIO. Everything is written under temporary names and renamed only when both
-splits succeeded. dataset.json holds the size and SHA-256 of every file and ``<split>.crc32``
-the CRC32 of every record, which the iterators verify (records.check_split)."""
+MXIndexedRecordIO. Every file is written under a temporary name and all appear together only
+when both splits succeeded (``files.StagedFiles``). dataset.json, written last, holds the size
+and SHA-256 of every file and ``<split>.crc32`` the CRC32 of every record, which the iterators
+verify (records.check_split)."""
 import collections
 import concurrent.futures
 import logging
 import os
 import zlib
 
-from .errors import DatasetError, first_few
+from ..errors import DatasetError, first_few
+from ..files import StagedFiles, atomic_write_text
+from ..logs import progress_bar
 from .images import BadImage, load_for_record
-from .info import write_dataset_info
-from .records import CRC_SUFFIX, file_checksums, write_crcs
+from .info import FORMAT, INFO_NAME, write_dataset_info
+from .records import CRC_SUFFIX, checksum_entry, write_crcs
 from .splits import write_lst
 
 LOG = logging.getLogger(__name__)
-TMP_SUFFIX = '.partial'
+BAD_IMAGES = 'bad_images.txt'
 
 
 def default_num_threads():
@@ -58,10 +61,7 @@ def pack_records(entries, root, rec_path, idx_path, resize=512, quality=95, num_
             return entry, None, str(exc)
 
     kept, bad, crcs = [], [], []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(entries), desc=desc, unit='img', dynamic_ncols=True)
+    bar = progress_bar(progress, len(entries), desc, 'img')
     writer = mx.recordio.MXIndexedRecordIO(idx_path, rec_path, 'w')
     try:
         for entry, data, reason in _ordered_results(work, entries, num_threads):
@@ -123,7 +123,7 @@ def make_output_folder(out_dir):
         raise DatasetError('cannot create output folder %s: %s' % (out_dir, exc.strerror or exc))
     # An existing folder may still refuse files (root ignores permission bits, not read-only
     # mounts or virtual file systems): try one.
-    probe = os.path.join(out_dir, '.write-test' + TMP_SUFFIX)
+    probe = os.path.join(out_dir, '.write-test.tmp-%d' % os.getpid())
     try:
         open(probe, 'wb').close()
         os.remove(probe)
@@ -142,14 +142,6 @@ def _remove_folders(folders):
             return
 
 
-def _remove(paths):
-    for p in paths:
-        try:
-            os.remove(p)
-        except FileNotFoundError:
-            pass
-
-
 def _class_counts(entries, num_classes):
     counts = [0] * num_classes
     for e in entries:
@@ -158,11 +150,11 @@ def _class_counts(entries, num_classes):
 
 
 def pack_dataset(splits, out_dir, resize=512, quality=95, num_threads=None, skip_bad=False,
-                 progress=False, layout=None, extra_info=None):
+                 progress=None, layout=None, extra_info=None):
     """Validates ``splits`` (a DatasetSplits) and writes the packed dataset folder ``out_dir``:
     ``train.lst``, ``val.lst``, ``train.rec/.idx``, ``val.rec/.idx``, ``train.crc32``,
-    ``val.crc32``, ``dataset.json`` and, when images were skipped, ``bad_images.txt``. Returns
-    the dataset.json contents. A failed run leaves no file of its own behind (and removes the
+    ``val.crc32``, dataset.json and, when images were skipped, ``bad_images.txt``. Returns the
+    dataset.json contents. A failed run leaves no file of its own behind (and removes the
     folders it created)."""
     if not 1 <= int(quality) <= 100:
         raise DatasetError('JPEG quality must be in 1..100, got %r' % (quality,))
@@ -170,52 +162,21 @@ def pack_dataset(splits, out_dir, resize=512, quality=95, num_threads=None, skip
         raise DatasetError('resize must be >= 0 (0 keeps the original size), got %r' % (resize,))
     splits.validate(check_files=True)
     created = make_output_folder(out_dir)
-    final, temp = [], []
-    kept, bad, crcs = {}, {}, {}
+    kept, bad = {}, {}
     try:
-        for which in ('train', 'val'):
-            entries, root = splits.split(which)
-            names = [os.path.join(out_dir, which + ext) for ext in ('.rec', '.idx')]
-            tmp_names = [n + TMP_SUFFIX for n in names]
-            final += names
-            temp += tmp_names
-            kept[which], bad[which], crcs[which] = pack_records(
-                entries, root, tmp_names[0], tmp_names[1], resize=resize, quality=quality,
-                num_threads=num_threads, skip_bad=skip_bad, progress=progress,
-                desc='%s %s' % (splits.name, which))
-            if not kept[which]:
-                raise DatasetError('%s: every image of the %s split was bad' % (splits.name, which))
-        for which in ('train', 'val'):
-            lst = os.path.join(out_dir, which + '.lst')
-            crc = os.path.join(out_dir, which + CRC_SUFFIX)
-            final += [lst, crc]
-            temp += [lst + TMP_SUFFIX, crc + TMP_SUFFIX]
-            write_lst(lst + TMP_SUFFIX, kept[which])
-            write_crcs(crc + TMP_SUFFIX, crcs[which])
-        # Hashed under the temporary names, right after writing (still in the page cache).
-        checksums = file_checksums(out_dir, [os.path.basename(t) for t in temp])
+        # nothing of a previous dataset stays under the final names: its report and info go
+        with StagedFiles(out_dir, replaced=(BAD_IMAGES, INFO_NAME)) as staged:
+            for which in ('train', 'val'):
+                kept[which], bad[which] = _pack_split(splits, which, staged, resize, quality,
+                                                      num_threads, skip_bad, progress)
+            # hashed under the temporary names, right after writing (still in the page cache)
+            checksums = {n: checksum_entry(staged.path(n)) for n in staged.names()}
     except BaseException:
-        _remove(temp)
         _remove_folders(created)
         raise
-    # Nothing of a previous dataset stays under the final names: old report first, info last.
-    _remove([os.path.join(out_dir, 'bad_images.txt'), os.path.join(out_dir, 'dataset.json')])
-    for tmp, name in zip(temp, final):
-        os.replace(tmp, name)
-    report = None
-    if bad['train'] or bad['val']:
-        report = 'bad_images.txt'
-        with open(os.path.join(out_dir, report), 'w', encoding='utf-8') as f:
-            for which in ('train', 'val'):
-                root = splits.split(which)[1]
-                for path, reason in bad[which]:
-                    f.write('%s\t%s\t%s\n' % (which, os.path.join(root, path), reason))
-        LOG.warning('%s: skipped %d train and %d val bad image(s), listed in %s: %s',
-                    splits.name, len(bad['train']), len(bad['val']),
-                    os.path.join(out_dir, report),
-                    first_few([p for p, _ in bad['train'] + bad['val']]))
+    report = _bad_images_report(splits, out_dir, bad)
     info = {
-        'format': 'tasn-gluon-dataset',
+        'format': FORMAT,
         'version': 2,
         'name': splits.name,
         'layout': layout,
@@ -230,15 +191,42 @@ def pack_dataset(splits, out_dir, resize=512, quality=95, num_threads=None, skip
         'skipped': {w: len(bad[w]) for w in bad},
         'bad_images_report': report,
         'source': {'train_root': splits.train_root, 'val_root': splits.val_root},
-        # Version 2: sizes and SHA-256 of the files, and per-record CRC32 in <split>.crc32.
+        # version 2: sizes and SHA-256 of the files, and per-record CRC32 in <split>.crc32
         'checksums': {
-            'files': {name[:-len(TMP_SUFFIX)]: value for name, value in checksums.items()},
+            'files': checksums,
             'records': {w: {'file': w + CRC_SUFFIX, 'algorithm': 'crc32 (zlib) of each record '
                             'as MXNet reads it, little-endian uint32 in .idx order'}
                         for w in ('train', 'val')},
         },
     }
-    if extra_info:
-        info.update(extra_info)
+    info.update(extra_info or {})
     write_dataset_info(out_dir, info)
     return info
+
+
+def _pack_split(splits, which, staged, resize, quality, num_threads, skip_bad, progress):
+    """One split into its staged .rec, .idx, .lst and .crc32; returns (kept entries, bad)."""
+    entries, root = splits.split(which)
+    kept, bad, crcs = pack_records(
+        entries, root, staged.path(which + '.rec'), staged.path(which + '.idx'), resize=resize,
+        quality=quality, num_threads=num_threads, skip_bad=skip_bad, progress=progress,
+        desc='%s %s' % (splits.name, which))
+    if not kept:
+        raise DatasetError('%s: every image of the %s split was bad' % (splits.name, which))
+    write_lst(staged.path(which + '.lst'), kept)
+    write_crcs(staged.path(which + CRC_SUFFIX), crcs)
+    return kept, bad
+
+
+def _bad_images_report(splits, out_dir, bad):
+    """Writes bad_images.txt when images were skipped; returns its name or None."""
+    if not (bad['train'] or bad['val']):
+        return None
+    lines = ['%s\t%s\t%s\n' % (which, os.path.join(splits.split(which)[1], path), reason)
+             for which in ('train', 'val') for path, reason in bad[which]]
+    atomic_write_text(os.path.join(out_dir, BAD_IMAGES), ''.join(lines))
+    LOG.warning('%s: skipped %d train and %d val bad image(s), listed in %s: %s',
+                splits.name, len(bad['train']), len(bad['val']),
+                os.path.join(out_dir, BAD_IMAGES), first_few([p for p, _ in bad['train'] +
+                                                              bad['val']]))
+    return BAD_IMAGES

@@ -22,7 +22,7 @@ import os
 
 import mxnet as mx
 
-from .errors import DatasetError
+from ..errors import ConfigError, DatasetError
 from .info import read_dataset_info
 from .packing import default_num_threads
 from .records import DEFAULT_VERIFY, check_split, check_verify_level, shard_range
@@ -64,8 +64,8 @@ def count_shard(num_images, num_parts, part_index):
 
 def _check_shard(num_images, num_parts, part_index, split):
     if num_parts < 1 or not 0 <= part_index < num_parts:
-        raise ValueError('need num_parts >= 1 and 0 <= part_index < num_parts, got %r, %r'
-                         % (num_parts, part_index))
+        raise ConfigError('need num_parts >= 1 and 0 <= part_index < num_parts, got %r, %r'
+                          % (num_parts, part_index))
     n = count_shard(num_images, num_parts, part_index)
     if n == 0:
         raise DatasetError('shard %d of %d of the %s split is empty (%d images): use fewer parts'
@@ -187,9 +187,9 @@ class RecordIter(mx.io.DataIter):
 
 def _check_sizes(batch_size, input_size):
     if int(batch_size) < 1:
-        raise ValueError('batch_size must be >= 1, got %r' % (batch_size,))
+        raise ConfigError('--batch-size must be >= 1, not %r' % (batch_size,))
     if int(input_size) < 8:
-        raise ValueError('input_size must be >= 8 pixels, got %r' % (input_size,))
+        raise ConfigError('--input-size must be >= 8 pixels, not %r' % (input_size,))
 
 
 def _base_options(data_dir, split, batch_size, input_size, num_parts, part_index, num_threads,
@@ -240,37 +240,22 @@ def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index
         computing the same 8-bit arithmetic), which the trainer must apply to each batch after
         moving it to its device: a third less CPU work per image.
     """
-    unknown = sorted(set(aug_options) - set(TRAIN_AUGMENT) - set(EXTRA_OPTIONS))
-    if unknown:
-        raise TypeError('unknown augmentation option(s) %s; valid: %s' % (
-            ', '.join(unknown), ', '.join(sorted(set(TRAIN_AUGMENT) | set(EXTRA_OPTIONS)))))
     check_verify_level(verify)
     if last_batch not in TRAIN_LAST_BATCH:
-        raise ValueError("last_batch must be 'wrap' or 'discard', not %r" % (last_batch,))
+        raise ConfigError("--last-batch must be 'wrap' or 'discard', not %r" % (last_batch,))
     _check_sizes(batch_size, input_size)
     info = read_dataset_info(data_dir)
     n = _check_shard(info['num_train'], num_parts, part_index, 'train')
-    options = dict(TRAIN_AUGMENT)
-    options.update(aug_options)
-    mean_rgb = options.pop('mean_rgb', MEAN_RGB)
     # One seed per shard, so that workers do not draw the same crops for their i-th images.
     shard_seed = int(seed) * int(num_parts) + int(part_index)
-    device_augment = None
-    if options.pop('color_on_device', False):
-        if options.get('dtype', 'float32') != 'float32':
-            raise ValueError('color_on_device needs the float32 output of the record iterator, '
-                             'not dtype=%r' % (options['dtype'],))
-        from .color import BatchColorJitter
-        device_augment = BatchColorJitter(mean_rgb, seed=shard_seed,
-                                          **{k: options[k] for k in COLOR_OPTIONS})
-        options.update({k: 0 for k in COLOR_OPTIONS})
+    options, mean_rgb, device_augment = _train_options(aug_options, shard_seed)
     kwargs = _base_options(data_dir, 'train', batch_size, input_size, num_parts, part_index,
                            num_threads, mean_rgb)
     kwargs.update(options)
     kwargs['round_batch'] = False
     if kwargs['resize'] < input_size:
-        raise ValueError('resize (%d) must be >= input_size (%d): the crop is taken from the '
-                         'resized image' % (kwargs['resize'], input_size))
+        raise ConfigError('resize (%d) must be >= --input-size (%d): the crop is taken from the '
+                          'resized image' % (kwargs['resize'], input_size))
     verified = check_split(data_dir, 'train', info, verify, num_parts, part_index)
     # seed: shuffling order. seed_aug: MXNet reseeds the augmentation generator of each record
     # with its place in the batch + seed_aug, so the i-th images of all batches of an epoch get
@@ -281,6 +266,27 @@ def get_train_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index
     it.device_augment = device_augment
     it.verified = verified
     return it
+
+
+def _train_options(aug_options, shard_seed):
+    """(ImageRecordIter's augmentation options, mean RGB, the device colour jitter or None) of
+    :func:`get_train_iter`'s ``**aug_options``."""
+    unknown = sorted(set(aug_options) - set(TRAIN_AUGMENT) - set(EXTRA_OPTIONS))
+    if unknown:
+        raise ConfigError('unknown augmentation option(s) %s; valid: %s' % (
+            ', '.join(unknown), ', '.join(sorted(set(TRAIN_AUGMENT) | set(EXTRA_OPTIONS)))))
+    options = dict(TRAIN_AUGMENT)
+    options.update(aug_options)
+    mean_rgb = options.pop('mean_rgb', MEAN_RGB)
+    if not options.pop('color_on_device', False):
+        return options, mean_rgb, None
+    if options.get('dtype', 'float32') != 'float32':
+        raise ConfigError('color_on_device needs the float32 output of the record iterator, '
+                          'not dtype=%r' % (options['dtype'],))
+    from .color import BatchColorJitter
+    jitter = BatchColorJitter(mean_rgb, seed=shard_seed, **{k: options[k] for k in COLOR_OPTIONS})
+    options.update({k: 0 for k in COLOR_OPTIONS})
+    return options, mean_rgb, jitter
 
 
 def get_val_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index=0,
@@ -299,7 +305,7 @@ def get_val_iter(data_dir, batch_size, input_size=512, num_parts=1, part_index=0
                            num_threads, mean_rgb)
     if resize is not None:
         if resize < input_size:
-            raise ValueError('resize (%d) must be >= input_size (%d)' % (resize, input_size))
+            raise ConfigError('resize (%d) must be >= --input-size (%d)' % (resize, input_size))
         kwargs['resize'] = int(resize)
     kwargs.update(rand_crop=False, rand_mirror=False, shuffle=False, round_batch=False)
     verified = check_split(data_dir, 'val', info, verify, num_parts, part_index)

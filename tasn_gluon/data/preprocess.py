@@ -25,6 +25,7 @@ val.rec and compares).
 import mxnet as mx
 import numpy as np
 
+from ..errors import ConfigError, InputError
 from .images import BadImage, check_jpeg_complete
 from .pipeline import MEAN_RGB, RESIZE_INTER_METHOD
 
@@ -78,12 +79,12 @@ def val_preprocess(image, input_size, resize=None, mean_rgb=MEAN_RGB):
     input_size = int(input_size)
     resize = input_size if resize is None else int(resize)
     if input_size < 1 or resize < input_size:
-        raise ValueError('need 1 <= input_size <= resize, got input_size %r, resize %r'
-                         % (input_size, resize))
+        raise ConfigError('need 1 <= input_size <= resize, got input_size %r, resize %r'
+                          % (input_size, resize))
     if not isinstance(image, mx.nd.NDArray):
         image = mx.nd.array(np.asarray(image), dtype=np.uint8)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError('val_preprocess takes a decoded (H, W, 3) uint8 RGB image, got %s %s'
+        raise InputError('val_preprocess takes a decoded (H, W, 3) uint8 RGB image, got %s %s'
                          % (image.shape, np.dtype(image.dtype).name))
     height, width = image.shape[:2]
     new_h, new_w = val_resized_size(height, width, resize)

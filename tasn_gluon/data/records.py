@@ -29,7 +29,6 @@ first part, 2 a middle part, 3 the last part) and the length in its lower 29 bit
 data padded to a multiple of 4 bytes. The reader joins the parts with the magic between them.
 """
 import concurrent.futures
-import hashlib
 import logging
 import mmap
 import os
@@ -38,7 +37,9 @@ import zlib
 
 import numpy as np
 
-from .errors import DatasetError, first_few
+from ..errors import ConfigError, DatasetError, first_few
+from ..files import file_digest
+from .info import INFO_NAME
 
 LOG = logging.getLogger(__name__)
 
@@ -51,7 +52,6 @@ VERIFY_LEVELS = ('full', 'headers', 'none')
 DEFAULT_VERIFY = 'full'
 CRC_SUFFIX = '.crc32'
 SPLIT_FILES = ('.rec', '.idx', '.lst', CRC_SUFFIX)
-_BLOCK = 1 << 22                        # 4 MiB reads when hashing whole files
 HEADER_READERS = 8                      # threads reading record headers of a large file
 
 _passed = set()                         # (split, level, shard, file stamps) checked here
@@ -69,7 +69,8 @@ def forget_checks():
 
 def check_verify_level(verify):
     if verify not in VERIFY_LEVELS:
-        raise ValueError('verify must be one of %s, not %r' % (', '.join(VERIFY_LEVELS), verify))
+        raise ConfigError('--verify-data must be one of %s, not %r'
+                          % (', '.join(VERIFY_LEVELS), verify))
     return verify
 
 
@@ -107,7 +108,7 @@ def _record_name(i, keys, offsets):
 
 # ---- the headers -------------------------------------------------------------------------------
 
-class Layout(object):
+class RecordSpans(object):
     """Where each record's data lies: ``lengths`` (int64) of the one-part records, whose data
     starts at ``offsets + 8``, and ``parts`` {record index: [(data offset, length), ...]} for
     the records stored in several parts."""
@@ -118,13 +119,32 @@ class Layout(object):
 
 def check_headers(rec_path, idx_path, keys, offsets):
     """Checks the RecordIO framing of every record listed in the index (see the module doc)
-    and returns its Layout."""
+    and returns its RecordSpans."""
     n = len(offsets)
     size = os.path.getsize(rec_path)
     if n == 0:
-        return Layout(keys, offsets, np.zeros(0, np.int64), {})
+        return RecordSpans(keys, offsets, np.zeros(0, np.int64), {})
+    _check_index(rec_path, idx_path, keys, offsets, size)
+    fd = os.open(rec_path, os.O_RDONLY)
+    try:
+        heads = np.frombuffer(_read_headers(fd, offsets), '<u4').reshape(n, 2)
+        magic, lrec = heads[:, 0], heads[:, 1]
+        flags, lengths = lrec >> LENGTH_BITS, (lrec & LENGTH_MASK).astype(np.int64)
+        _check_starts(rec_path, keys, offsets, magic, flags)
+        ends = offsets + HEADER_BYTES + ((lengths + 3) & ~3)
+        parts = {}
+        for i in np.flatnonzero(flags == 1).tolist():
+            ends[i], parts[i] = _follow_parts(fd, rec_path, size, i, keys, offsets)
+    finally:
+        os.close(fd)
+    _check_tiling(rec_path, keys, offsets, ends, size)
+    return RecordSpans(keys, offsets, lengths, parts)
+
+
+def _check_index(rec_path, idx_path, keys, offsets, size):
+    """Keys unique, offsets inside the file, increasing from 0, on 4-byte boundaries."""
     unique, counts = np.unique(keys, return_counts=True)
-    if len(unique) != n:
+    if len(unique) != len(keys):
         raise DatasetError('%s lists key(s) %s more than once: the index is damaged, pack the '
                            'dataset again' % (idx_path, first_few(unique[counts > 1].tolist())))
     outside = np.flatnonzero((offsets < 0) | (offsets + HEADER_BYTES > size))
@@ -134,7 +154,8 @@ def check_headers(rec_path, idx_path, keys, offsets):
             '%s is shorter than its index %s says: %d of %d records (the first: %s) lie beyond '
             'its end at %d bytes; the file is truncated or the index belongs to another file: '
             'restore it or pack the dataset again'
-            % (rec_path, idx_path, len(outside), n, _record_name(i, keys, offsets), size))
+            % (rec_path, idx_path, len(outside), len(keys), _record_name(i, keys, offsets),
+               size))
     if offsets[0] != 0 or np.any(offsets[1:] <= offsets[:-1]):
         i = 0 if offsets[0] != 0 else int(np.flatnonzero(offsets[1:] <= offsets[:-1])[0]) + 1
         raise DatasetError('%s, line %d: offset %d %s; the index is damaged, pack the dataset '
@@ -145,48 +166,45 @@ def check_headers(rec_path, idx_path, keys, offsets):
         i = int(misaligned[0])
         raise DatasetError('%s: %s is not a RecordIO record boundary (a multiple of 4): the '
                            'index is damaged' % (rec_path, _record_name(i, keys, offsets)))
-    fd = os.open(rec_path, os.O_RDONLY)
-    try:
-        heads = np.frombuffer(_read_headers(fd, offsets), '<u4').reshape(n, 2)
-        magic, lrec = heads[:, 0], heads[:, 1]
-        flags, lengths = lrec >> LENGTH_BITS, (lrec & LENGTH_MASK).astype(np.int64)
-        bad = np.flatnonzero(magic != MAGIC)
-        if len(bad):
-            i = int(bad[0])
-            raise DatasetError('%s: %s starts with 0x%08x, not RecordIO\'s magic 0x%08x (%d '
-                               'record(s) like this): the file is damaged'
-                               % (rec_path, _record_name(i, keys, offsets), magic[i], MAGIC,
-                                  len(bad)))
-        bad = np.flatnonzero(flags > 1)
-        if len(bad):
-            i = int(bad[0])
-            raise DatasetError('%s: %s begins with continuation flag %d (a record begins with 0 '
-                               'or 1): the file or its index is damaged'
-                               % (rec_path, _record_name(i, keys, offsets), flags[i]))
-        ends = offsets + HEADER_BYTES + ((lengths + 3) & ~3)
-        parts = {}
-        for i in np.flatnonzero(flags == 1).tolist():
-            ends[i], parts[i] = _follow_parts(fd, rec_path, size, i, keys, offsets)
-    finally:
-        os.close(fd)
+
+
+def _check_starts(rec_path, keys, offsets, magic, flags):
+    """Every record starts with the magic and a start flag (0 or 1)."""
+    bad = np.flatnonzero(magic != MAGIC)
+    if len(bad):
+        i = int(bad[0])
+        raise DatasetError('%s: %s starts with 0x%08x, not RecordIO\'s magic 0x%08x (%d '
+                           'record(s) like this): the file is damaged'
+                           % (rec_path, _record_name(i, keys, offsets), magic[i], MAGIC,
+                              len(bad)))
+    bad = np.flatnonzero(flags > 1)
+    if len(bad):
+        i = int(bad[0])
+        raise DatasetError('%s: %s begins with continuation flag %d (a record begins with 0 '
+                           'or 1): the file or its index is damaged'
+                           % (rec_path, _record_name(i, keys, offsets), flags[i]))
+
+
+def _check_tiling(rec_path, keys, offsets, ends, size):
+    """Each record ends where the next begins, the last at the end of the file."""
     bounds = np.append(offsets[1:], size)
     wrong = np.flatnonzero(ends != bounds)
-    if len(wrong):
-        i = int(wrong[0])
-        where = _record_name(i, keys, offsets)
-        if ends[i] > size:
-            raise DatasetError('%s is truncated: %s needs %d bytes, up to offset %d, but the '
-                               'file ends at %d; restore it or pack the dataset again'
-                               % (rec_path, where, ends[i] - offsets[i], ends[i], size))
-        if ends[i] > bounds[i]:
-            raise DatasetError('%s: the length field of %s says it ends at %d, past the start '
-                               'of the next record at %d: the file is damaged'
-                               % (rec_path, where, ends[i], bounds[i]))
-        raise DatasetError('%s: %d byte(s) that no record holds between the end of %s (at %d) '
-                           'and %s: the file is damaged or its index is wrong'
-                           % (rec_path, bounds[i] - ends[i], where, ends[i],
-                              'the next record' if i + 1 < n else 'the end of the file'))
-    return Layout(keys, offsets, lengths, parts)
+    if not len(wrong):
+        return
+    i = int(wrong[0])
+    where = _record_name(i, keys, offsets)
+    if ends[i] > size:
+        raise DatasetError('%s is truncated: %s needs %d bytes, up to offset %d, but the '
+                           'file ends at %d; restore it or pack the dataset again'
+                           % (rec_path, where, ends[i] - offsets[i], ends[i], size))
+    if ends[i] > bounds[i]:
+        raise DatasetError('%s: the length field of %s says it ends at %d, past the start '
+                           'of the next record at %d: the file is damaged'
+                           % (rec_path, where, ends[i], bounds[i]))
+    raise DatasetError('%s: %d byte(s) that no record holds between the end of %s (at %d) '
+                       'and %s: the file is damaged or its index is wrong'
+                       % (rec_path, bounds[i] - ends[i], where, ends[i],
+                          'the next record' if i + 1 < len(keys) else 'the end of the file'))
 
 
 def _read_headers(fd, offsets):
@@ -226,7 +244,7 @@ def _follow_parts(fd, rec_path, size, i, keys, offsets):
 
 # ---- checksums ---------------------------------------------------------------------------------
 
-def record_crcs(rec_path, layout, lo, hi):
+def record_crcs(rec_path, spans, lo, hi):
     """CRC32 of records lo..hi-1 of the bytes MXNet reads for each (the parts of a split record
     joined with the magic, as the reader does), reading the file once in order."""
     if hi <= lo:
@@ -235,27 +253,18 @@ def record_crcs(rec_path, layout, lo, hi):
     with open(rec_path, 'rb') as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         if hasattr(mm, 'madvise'):
             mm.madvise(mmap.MADV_SEQUENTIAL)
-        offsets, lengths = layout.offsets.tolist(), layout.lengths.tolist()
+        offsets, lengths = spans.offsets.tolist(), spans.lengths.tolist()
         with memoryview(mm) as view:
             for i in range(lo, hi):
-                spans = layout.parts.get(i)
-                if spans is None:
+                parts = spans.parts.get(i)
+                if parts is None:
                     start = offsets[i] + HEADER_BYTES
                     with view[start:start + lengths[i]] as data:
                         out.append(zlib.crc32(data))
                 else:
                     out.append(zlib.crc32(MAGIC_BYTES.join(bytes(view[o:o + n])
-                                                           for o, n in spans)))
+                                                           for o, n in parts)))
     return out
-
-
-def file_digest(path):
-    """(size in bytes, SHA-256 hex digest) of a file, read in 4 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(_BLOCK), b''):
-            h.update(block)
-    return os.path.getsize(path), h.hexdigest()
 
 
 def write_crcs(path, crcs):
@@ -271,15 +280,15 @@ def read_crcs(path, count):
     return data
 
 
-def _check_crcs(rec_path, crc_path, layout, lo, hi):
-    stored = read_crcs(crc_path, len(layout.offsets)).tolist()[lo:hi]
-    bad = [lo + j for j, (got, want) in enumerate(zip(record_crcs(rec_path, layout, lo, hi),
+def _check_crcs(rec_path, crc_path, spans, lo, hi):
+    stored = read_crcs(crc_path, len(spans.offsets)).tolist()[lo:hi]
+    bad = [lo + j for j, (got, want) in enumerate(zip(record_crcs(rec_path, spans, lo, hi),
                                                        stored)) if got != want]
     if bad:
         raise DatasetError('%s: %s fails its CRC32 check (%d of the %d records checked: %s): '
                            'its bytes were changed after packing; restore the file or pack the '
-                           'dataset again' % (rec_path, _record_name(bad[0], layout.keys,
-                                                                     layout.offsets),
+                           'dataset again' % (rec_path, _record_name(bad[0], spans.keys,
+                                                                     spans.offsets),
                                               len(bad), hi - lo, first_few(bad)))
 
 
@@ -319,9 +328,9 @@ def check_split(data_dir, split, info, verify=DEFAULT_VERIFY, num_parts=1, part_
         _check_small_files(data_dir, split, checksums)
     keys, offsets = read_index(idx)
     _check_count(idx, len(offsets), split, expected)
-    layout = check_headers(rec, idx, keys, offsets)
+    spans = check_headers(rec, idx, keys, offsets)
     if level == 'full':
-        _check_crcs(rec, paths[3], layout, lo, hi)
+        _check_crcs(rec, paths[3], spans, lo, hi)
     elif verify == 'full' and data_dir not in _warned_unverifiable:
         _warned_unverifiable.add(data_dir)
         LOG.warning('%s was packed without checksums: its records are checked for structure '
@@ -358,7 +367,7 @@ def _check_small_files(data_dir, split, checksums):
         path = os.path.join(data_dir, name)
         if want is None:
             raise DatasetError('%s lists no checksum of %s: the file is damaged, pack the '
-                               'dataset again' % (os.path.join(data_dir, 'dataset.json'), name))
+                               'dataset again' % (os.path.join(data_dir, INFO_NAME), name))
         if not os.path.isfile(path):
             raise DatasetError('%s not found (dataset.json lists its checksum): restore it or '
                                'pack the dataset again' % path)
@@ -370,11 +379,8 @@ def _check_small_files(data_dir, split, checksums):
                                   if size != want['bytes'] else 'same size, other content'))
 
 
-def file_checksums(data_dir, names):
-    """{name: {'bytes': size, 'sha256': hex}} of files in ``data_dir`` (what dataset.json's
-    ``checksums.files`` holds)."""
-    out = {}
-    for name in names:
-        size, digest = file_digest(os.path.join(data_dir, name))
-        out[name] = {'bytes': size, 'sha256': digest}
-    return out
+def checksum_entry(path):
+    """{'bytes': size, 'sha256': hex} of a file (an entry of dataset.json's
+    ``checksums.files``)."""
+    size, digest = file_digest(path)
+    return {'bytes': size, 'sha256': digest}

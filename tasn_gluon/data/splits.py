@@ -3,7 +3,7 @@
 import collections
 import os
 
-from .errors import DatasetError, first_few
+from ..errors import DatasetError, first_few
 
 Entry = collections.namedtuple('Entry', ['path', 'label'])
 Entry.__doc__ = 'One image of a split: path relative to the split root, 0-based class label.'
@@ -84,14 +84,13 @@ class DatasetSplits(object):
 
 
 def write_lst(path, entries):
-    """MXNet .lst: 'index<TAB>label<TAB>relative path', index = position in the list."""
-    tmp = path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
+    """MXNet .lst: 'index<TAB>label<TAB>relative path', index = position in the list (written
+    to ``path`` as it is: the packer gives a staged name, ``files.StagedFiles``)."""
+    with open(path, 'w', encoding='utf-8') as f:
         for i, e in enumerate(entries):
             if '\t' in e.path or '\n' in e.path:
                 raise DatasetError('image path contains a tab or newline: %r' % e.path)
             f.write('%d\t%d\t%s\n' % (i, e.label, e.path))
-    os.replace(tmp, path)
 
 
 def read_lst(path):

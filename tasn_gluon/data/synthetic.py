@@ -20,16 +20,22 @@ packed with the same code path as real datasets (folders layout -> pack_dataset)
 exercises the real pipeline.
 """
 import concurrent.futures
+import fcntl
 import json
+import logging
 import os
 import shutil
 
 import cv2
 import numpy as np
 
-from .errors import DatasetError
+from ..errors import DatasetError
+from ..files import atomic_write_text
 from .folders import list_folders
+from .info import cached_info
 from .packing import default_num_threads, pack_dataset
+
+logger = logging.getLogger(__name__)
 
 # 1: black-and-white codes; 2: colour x 4 textures (with diagonal stripes); 3: colour x 3
 # textures, 160 train and 40 val images per class; 4: the classes named by what they are
@@ -180,11 +186,39 @@ def render_image(design, rng, size=256):
 def cached_version(out_dir):
     """The design version of the synthetic set in ``out_dir`` (1 for sets written before versions
     were recorded; None when there is no readable set there)."""
-    try:
-        with open(os.path.join(out_dir, 'dataset.json'), encoding='utf-8') as f:
-            return (json.load(f).get('synthetic') or {}).get('version', 1)
-    except (OSError, ValueError, AttributeError):
-        return None
+    info = cached_info(out_dir)
+    synthetic = info.get('synthetic') if info else None
+    return None if info is None else (synthetic or {}).get('version', 1)
+
+
+def default_synthetic_dir():
+    """Where the built-in set is cached: ``$TASN_CACHE/synthetic``, else ``.cache/synthetic`` in
+    the checkout."""
+    root = os.environ.get('TASN_CACHE') or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), '.cache')
+    return os.path.join(root, 'synthetic')
+
+
+def cached_synthetic_set(may_generate=True):
+    """The folder of the built-in set (:func:`default_synthetic_dir`), generated (seeded) on
+    first use, and again when the cached copy was made by another version of the generator (it
+    would silently change the task). One process generates, others wait (runs started side by
+    side on a fresh machine). ``may_generate=False`` only accepts an existing set."""
+    d = default_synthetic_dir()
+    os.makedirs(os.path.dirname(d), exist_ok=True)
+    with open(d + '.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        version = cached_version(d)
+        if version == SYNTHETIC_VERSION:
+            logger.info('using the cached synthetic set in %s', d)
+            return d
+        if not may_generate:
+            raise DatasetError('the built-in synthetic set is not in %s; give --data-dir' % d)
+        logger.info('generating the built-in synthetic set into %s (%s)', d,
+                    'first use' if version is None else 'the cached one is version %s, not %s'
+                    % (version, SYNTHETIC_VERSION))
+        make_synthetic_dataset(d)
+    return d
 
 
 def class_names(num_classes):
@@ -237,6 +271,6 @@ def make_synthetic_dataset(out_dir, num_classes=6, per_class_train=160, per_clas
               'classes': [dict(colour_group=g, texture=t) for g, t in designs]}
     pack_dataset(splits, out_dir, resize=image_size, quality=quality, num_threads=num_threads,
                  layout='synthetic', extra_info={'synthetic': params})
-    with open(os.path.join(out_dir, 'synthetic.json'), 'w') as f:
-        json.dump({'params': params, 'images': metas}, f, indent=0, sort_keys=True)
+    atomic_write_text(os.path.join(out_dir, 'synthetic.json'),
+                      json.dumps({'params': params, 'images': metas}, indent=0, sort_keys=True))
     return out_dir

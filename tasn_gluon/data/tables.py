@@ -1,11 +1,11 @@
 """Readers for the plain-text and .mat split files, with errors that name file and line."""
 import os
 
-from .errors import DatasetError, first_few
+from ..errors import DatasetError, first_few
 
 
-def require_file(root, name, what):
-    """Path of ``root/name``; DatasetError naming the file when it is absent."""
+def split_file(root, name, what):
+    """Path of the split file ``root/name``; DatasetError naming it when it is absent."""
     path = os.path.join(root, name)
     if not os.path.isfile(path):
         raise DatasetError('%s: missing %s (expected at %s)' % (what, name, path))

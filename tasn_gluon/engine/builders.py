@@ -5,17 +5,16 @@ iterator factories are this module's own names (``get_tasn``, ``TASNLoss``, ``ge
 ...): the engine's tests replace them with small stand-ins of the same signature through
 ``monkeypatch``.
 """
-import fcntl
 import logging
-import os
 
 from mxnet import gluon
 
-from ..data import get_train_iter, get_val_iter
-from ..data.synthetic import SYNTHETIC_VERSION, cached_version, make_synthetic_dataset
+from ..data import get_train_iter, get_val_iter, is_packed
+from ..data.synthetic import cached_synthetic_set
+from ..errors import ConfigError, DatasetError
+from ..files import require_folder
 from ..losses import TASNLoss
 from ..model_zoo import get_baseline, get_tasn
-from .config import default_synthetic_dir
 
 __all__ = ['build_net', 'build_loss', 'prepare_data_dir', 'train_loader', 'val_loader']
 
@@ -36,8 +35,8 @@ def build_net(cfg, ctx):
         net = get_baseline(cfg.net, int(cfg.num_classes), cfg.sample_size,
                            pretrained=cfg.pretrained, ctx=ctx)
     net.hybridize(static_alloc=True)
-    if cfg.method == 'tasn':  # validation's view (the number of distinct maps too)
-        net.with_attention_stats().hybridize(static_alloc=True)
+    if net.validation_net() is not net:   # TASN's view that also counts the distinct maps
+        net.validation_net().hybridize(static_alloc=True)
     return net
 
 
@@ -52,37 +51,20 @@ def build_loss(cfg):
 
 def prepare_data_dir(cfg, may_generate=True):
     """The data folder: ``cfg.data_dir``, or for ``--dataset synthetic`` without one the built-in
-    set, generated (seeded) into its cache folder on first use, and again when the cached copy
-    was made by another version of the generator. ``may_generate=False`` (a resumed run, which
+    set, generated (seeded) into its cache folder on first use
+    (``data.synthetic.cached_synthetic_set``). ``may_generate=False`` (a resumed run, which
     writes nothing outside its directory) only accepts an existing folder."""
     if cfg.data_dir:
-        d = cfg.data_dir
-        if not os.path.isfile(os.path.join(d, 'dataset.json')):
-            raise FileNotFoundError('%s has no dataset.json: --data-dir must be a folder with '
-                                    'train.rec, val.rec and dataset.json (see tools/im2rec.py)'
-                                    % os.path.abspath(d))
+        d = require_folder(cfg.data_dir, '--data-dir')
+        if not is_packed(d):
+            raise DatasetError('--data-dir %s has no dataset.json: it must be a folder with '
+                               'train.rec, val.rec and dataset.json (see tools/im2rec.py)'
+                               % d)
         return d
     if cfg.dataset != 'synthetic':
-        raise ValueError('--data-dir is required for --dataset %s (a folder with train.rec, '
-                         'val.rec and dataset.json)' % cfg.dataset)
-    d = default_synthetic_dir()
-    os.makedirs(os.path.dirname(d), exist_ok=True)
-    # one process generates, others wait (runs started side by side on a fresh machine)
-    with open(d + '.lock', 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        version = cached_version(d)
-        if version == SYNTHETIC_VERSION:
-            logger.info('using the cached synthetic set in %s', d)
-            return d
-        if not may_generate:
-            raise FileNotFoundError('the built-in synthetic set is not in %s; give --data-dir'
-                                    % d)
-        # A cache written by an older design of the set would silently change the task.
-        logger.info('generating the built-in synthetic set into %s (%s)', d,
-                    'first use' if version is None else 'the cached one is version %s, not %s'
-                    % (version, SYNTHETIC_VERSION))
-        make_synthetic_dataset(d)
-    return d
+        raise ConfigError('--data-dir is required for --dataset %s (a folder with train.rec, '
+                          'val.rec and dataset.json)' % cfg.dataset)
+    return cached_synthetic_set(may_generate)
 
 
 def train_loader(cfg, data_dir, seed, num_parts=1, part_index=0, color_on_device=False):

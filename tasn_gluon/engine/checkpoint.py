@@ -22,89 +22,17 @@ import time
 
 import numpy as np
 
-from ..data.records import file_digest
+from ..errors import CheckpointError
+from ..files import atomic_write, atomic_write_text, file_sha256
 
 __all__ = ['save_checkpoint', 'load_checkpoint', 'find_checkpoint', 'record_of_params',
-           'atomic_write', 'atomic_write_text', 'file_sha256', 'remove_stale_temporaries',
-           'write_export_info', 'read_export_info', 'drop_trainer_states', 'CheckpointError',
+           'drop_trainer_states', 'rng_record', 'restore_rng', 'CheckpointError',
            'CHECKPOINT_POINTER']
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_POINTER = 'checkpoint.json'
 _EPOCH_RE = re.compile(r'^epoch-(\d+)\.json$')
-_TEMPORARY_RE = re.compile(r'^\..+\.tmp-(\d+)$')   # atomic_write's names: .NAME.tmp-PID
-
-
-class CheckpointError(RuntimeError):
-    """No usable checkpoint where one was expected, or one that fails its checksum."""
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path, writer):
-    """Calls ``writer(tmp_path)`` and renames the result over ``path`` once it is on disk."""
-    path = os.path.abspath(path)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, '.%s.tmp-%d' % (os.path.basename(path), os.getpid()))
-    try:
-        writer(tmp)
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    _fsync_dir(folder)
-    return path
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
-def remove_stale_temporaries(folder):
-    """Removes the temporary files of :func:`atomic_write` (``.NAME.tmp-PID``) whose process no
-    longer runs on this machine (a killed write); returns their paths. A file whose process id
-    is alive is kept: it may be another process's write in progress."""
-    removed = []
-    for name in sorted(os.listdir(folder)):
-        m = _TEMPORARY_RE.match(name)
-        if m and not _process_alive(int(m.group(1))):
-            path = os.path.join(folder, name)
-            os.remove(path)
-            removed.append(path)
-    return removed
-
-
-def atomic_write_text(path, text):
-    def _write(tmp):
-        with open(tmp, 'w') as f:
-            f.write(text)
-    return atomic_write(path, _write)
-
-
-def file_sha256(path):
-    """SHA-256 hex digest of a file (the one the record files use too)."""
-    return file_digest(path)[1]
 
 
 def _np_state_to_json(state):
@@ -209,9 +137,15 @@ def _list_epochs(run_dir):
 
 def _read_record(run_dir, meta_name, verify=True):
     path = os.path.join(run_dir, meta_name)
-    with open(path) as f:
-        record = json.load(f)
-    for key, fname in record['files'].items():
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        files = record['files']
+        files['params']
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError('checkpoint record %s is unreadable or incomplete (%s: %s)'
+                              % (path, type(e).__name__, e)) from e
+    for key, fname in files.items():
         p = os.path.join(run_dir, fname)
         if not os.path.isfile(p):
             raise CheckpointError('checkpoint %s names %s, which is missing' % (path, p))
@@ -246,64 +180,66 @@ def record_of_params(params_path):
     return record
 
 
-def find_checkpoint(run_dir, verify=True):
-    """The newest complete checkpoint of ``run_dir`` as its record (a dict with ``epoch``,
-    ``params_path``, ``states_path``, ``history``, ``config``, ``rng``), or None when the folder
-    holds none. A damaged newest checkpoint falls back to the one before, with a warning."""
-    if not os.path.isdir(run_dir):
-        return None
-    candidates = []
+def _candidates(run_dir):
+    """Record names, newest first: the pointer's, then the epoch records by epoch."""
+    names = []
     pointer = os.path.join(run_dir, CHECKPOINT_POINTER)
     if os.path.isfile(pointer):
         try:
             with open(pointer) as f:
-                candidates.append(json.load(f)['record'])
-        except (ValueError, KeyError, OSError):
+                names.append(json.load(f)['record'])
+        except (ValueError, KeyError, TypeError, OSError):
             logger.warning('%s is unreadable; looking for epoch records instead', pointer)
-    candidates += [_name(e, 'json') for e in sorted(_list_epochs(run_dir), reverse=True)]
-    seen = set()
-    for name in candidates:
-        if name in seen:
+    for name in [_name(e, 'json') for e in sorted(_list_epochs(run_dir), reverse=True)]:
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _try_read(run_dir, name, verify):
+    """(record, None) or (None, why it cannot be used)."""
+    try:
+        return _read_record(run_dir, name, verify=verify), None
+    except CheckpointError as e:
+        return None, str(e)
+
+
+def find_checkpoint(run_dir, verify=True, fallback=False):
+    """The newest complete checkpoint of ``run_dir`` as its record (a dict with ``epoch``,
+    ``params_path``, ``states_path``, ``history``, ``config``, ``rng``), or None when the folder
+    holds none.
+
+    When the newest is damaged (a file missing or failing its SHA-256): with ``fallback`` the
+    newest intact older one is used, with a warning (resume; ``--last-good``); without, a
+    CheckpointError names the damaged file and the older epoch that could be used.
+    """
+    if not os.path.isdir(run_dir):
+        return None
+    damaged = None
+    for name in _candidates(run_dir):
+        record, why = _try_read(run_dir, name, verify)
+        if record is None:
+            damaged = damaged or why
             continue
-        seen.add(name)
-        try:
-            return _read_record(run_dir, name, verify=verify)
-        except (CheckpointError, ValueError, KeyError, OSError) as e:
-            logger.warning('skipping checkpoint %s: %s', os.path.join(run_dir, name), e)
+        if damaged is None:
+            return record
+        if fallback:
+            logger.warning('the newest checkpoint of %s is damaged (%s); using epoch %d, the '
+                           'newest intact one', run_dir, damaged, record['epoch'])
+            return record
+        raise CheckpointError('%s; the newest intact checkpoint is epoch %d: give '
+                              '--checkpoint %s to use it, or --last-good' % (
+                                  damaged, record['epoch'], record['params_path']))
+    if damaged is not None:
+        raise CheckpointError('%s, and no older checkpoint of %s is intact' % (damaged, run_dir))
     return None
 
 
-def load_checkpoint(run_dir, verify=True):
+def load_checkpoint(run_dir, verify=True, fallback=False):
     """Like ``find_checkpoint`` but an error when there is none."""
-    record = find_checkpoint(run_dir, verify=verify)
+    record = find_checkpoint(run_dir, verify=verify, fallback=fallback)
     if record is None:
         raise CheckpointError('no complete checkpoint in %s (looked for %s and epoch-NNNN.json '
                               'with their .params/.states)' % (os.path.abspath(run_dir),
                                                                CHECKPOINT_POINTER))
     return record
-
-
-# An exported inference graph (NAME-symbol.json + NAME-NNNN.params) is recorded in NAME-info.json:
-# its classes (count and names) and the run configuration it came from.
-EXPORT_INFO_SUFFIX = '-info.json'
-
-
-def write_export_info(prefix, num_classes, class_names, config):
-    path = prefix + EXPORT_INFO_SUFFIX
-    atomic_write_text(path, json.dumps(dict(num_classes=int(num_classes),
-                                            class_names=class_names, config=config),
-                                       indent=1, default=str) + '\n')
-    return path
-
-
-def read_export_info(prefix):
-    """What ``write_export_info`` recorded for the graph ``prefix``, or None when it recorded
-    nothing (an export of an older version)."""
-    path = prefix + EXPORT_INFO_SUFFIX
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except ValueError as e:
-        raise CheckpointError('%s is not valid JSON: %s' % (path, e))

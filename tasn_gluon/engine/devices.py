@@ -3,12 +3,9 @@ import re
 
 import mxnet as mx
 
+from ..errors import DeviceError
+
 __all__ = ['parse_gpus', 'get_contexts', 'per_device_batch_size', 'DeviceError']
-
-
-class DeviceError(ValueError):
-    """A bad ``--gpus`` string, or a batch size that the devices cannot share evenly."""
-
 
 _ITEM = re.compile(r'^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$')
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from ..losses import HEADS
-from .checkpoint import atomic_write, atomic_write_text
+from ..files import atomic_write, atomic_write_text
 
 __all__ = ['CSV_COLUMNS', 'TopKCounter', 'write_metrics_csv', 'read_metrics_csv',
            'plot_curves', 'save_figure']

@@ -38,6 +38,7 @@ import threading
 import mxnet as mx
 
 from .. import ops
+from ..errors import DeviceError
 
 __all__ = ['AMPError', 'AMP_DTYPES', 'amp_dtype_for', 'enable_amp', 'amp_dtype', 'init_trainer',
            'loss_scaler', 'scale_losses', 'step_skipped', 'scaler_state', 'restore_scaler',
@@ -53,7 +54,7 @@ _enabled = None          # the dtype enable_amp turned on in this process
 _bf16_probe = None       # None until probed, then (ok, message)
 
 
-class AMPError(ValueError):
+class AMPError(DeviceError):
     """AMP asked for where it cannot work (mixed devices, a CPU without bfloat16 kernels, a
     second dtype in one process)."""
 
@@ -149,13 +150,13 @@ def enable_amp(ctx):
                 raise AMPError('AMP is already on with %s in this process and cannot switch to '
                                '%s for %s (amp.init patches MXNet for the whole process; use '
                                'another process)' % (_enabled, dtype, ', '.join(map(str, ctx))))
-            if not _patched():
-                raise AMPError("MXNet's operator namespaces were regenerated after AMP was "
-                               'turned on (mx.library.load after amp.init drops its casts)')
+            if not _patched():   # the package's own order of calls went wrong: a bug
+                raise RuntimeError("MXNet's operator namespaces were regenerated after AMP was "
+                                   'turned on (mx.library.load after amp.init drops its casts)')
             return dtype
         amp = _amp()
         if amp.amp._amp_initialized:
-            raise AMPError('amp.init() was already called in this process outside '
+            raise RuntimeError('amp.init() was already called in this process outside '
                            'enable_amp, with a dtype this cannot know: turn AMP on through '
                            'tasn_gluon.engine.precision.enable_amp only')
         if dtype == 'bfloat16':
@@ -167,7 +168,7 @@ def enable_amp(ctx):
         ops.load()  # before amp.init: loading an operator library afterwards undoes its patches
         amp.init(target_dtype=dtype)
         if not _patched():
-            raise AMPError('amp.init(%r) did not patch MXNet\'s operators' % dtype)
+            raise RuntimeError('amp.init(%r) did not patch MXNet\'s operators' % dtype)
         _enabled = dtype
     logger.info('mixed precision (AMP, mxnet.contrib.amp): %s on %s; parameters, sampler, '
                 'attention and losses float32', dtype, ', '.join(map(str, ctx)))
@@ -182,7 +183,7 @@ def amp_dtype():
 def init_trainer(trainer):
     """Gives ``trainer`` AMP's dynamic loss scaler (after :func:`enable_amp`)."""
     if _enabled is None:
-        raise AMPError('init_trainer needs AMP turned on first (enable_amp)')
+        raise RuntimeError('init_trainer needs AMP turned on first (enable_amp)')
     _amp().init_trainer(trainer)
     return trainer
 
@@ -232,7 +233,7 @@ def restore_scaler(trainer, state, where='the checkpoint'):
     """Puts a :func:`scaler_state` back into ``trainer``'s scaler."""
     s = loss_scaler(trainer)
     if s is None:
-        raise AMPError('restore_scaler: the trainer has no AMP loss scaler (init_trainer)')
+        raise RuntimeError('restore_scaler: the trainer has no AMP loss scaler (init_trainer)')
     missing = sorted(set(_SCALER_FIELDS) - set(state or {}))
     if missing:
         raise AMPError('%s: the AMP loss-scaler state lacks %s' % (where, ', '.join(missing)))

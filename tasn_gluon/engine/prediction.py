@@ -10,8 +10,8 @@
     for s in results.skipped:
         print('skipped', s.source, s.reason)
 
-A model is whatever :func:`~tasn_gluon.engine.evaluation.load_model` loads: a run directory
-(a converted official checkpoint is one), an ``epoch-NNNN.params`` file, or an exported graph.
+A model is whatever :func:`~tasn_gluon.engine.models.load_model` loads: a run directory (a
+converted official checkpoint is one), an ``epoch-NNNN.params`` file, or an exported graph.
 The logits are those it reports (``LoadedModel.inference_net``: TASN's "master_aux" head, the
 baseline, the exported graph's one output); probabilities are their softmax (computed in
 float64). Image files and decoded images get the validation preprocessing, bit for bit as
@@ -34,11 +34,13 @@ from typing import List, Optional
 import mxnet as mx
 import numpy as np
 
-from ..data import read_dataset_info
+from ..data import is_packed, read_dataset_info
 from ..data.folders import IMAGE_EXTENSIONS, image_files
 from ..data.preprocess import BadImage, load_val_image, val_preprocess
-from .evaluation import EvaluationError, check_classes, load_model
-from .logs import progress_bar
+from ..errors import InputError, TrainingDiverged
+from ..files import require_file
+from ..logs import progress_bar
+from .models import check_classes, load_model
 
 __all__ = ['DEFAULT_TOP_K', 'DEFAULT_BATCH_SIZE', 'Prediction', 'Skipped', 'PredictionResults',
            'Predictor', 'expand_paths', 'read_class_names', 'softmax']
@@ -125,15 +127,18 @@ def expand_paths(items, seen=None):
 def read_class_names(path):
     """Class names from a packed dataset folder (its dataset.json) or a text file with one name
     per line (blank lines ignored)."""
-    if os.path.isdir(path):
+    if os.path.isdir(path) and is_packed(path):
         names = read_dataset_info(path, check_records=False).get('class_names')
         if not names:
-            raise ValueError('%s/dataset.json records no class names' % path)
+            raise InputError('--class-names %s: its dataset.json records no class names' % path)
         return list(names)
-    with open(path, encoding='utf-8') as f:
+    if os.path.isdir(path):
+        raise InputError('--class-names %s is a folder without dataset.json: give a packed '
+                         'dataset folder or a text file, one name per line' % path)
+    with open(require_file(path, '--class-names'), encoding='utf-8', errors='replace') as f:
         names = [line.strip() for line in f if line.strip()]
     if not names:
-        raise ValueError('%s holds no class names (one per line)' % path)
+        raise InputError('--class-names %s holds no class names (one per line)' % path)
     return names
 
 
@@ -143,7 +148,7 @@ class Predictor:
     Parameters
     ----------
     model : LoadedModel
-        As :func:`~tasn_gluon.engine.evaluation.load_model` returns it.
+        As :func:`~tasn_gluon.engine.models.load_model` returns it.
     ctx : list of Context
         Where the model lives; a batch is split over them.
     class_names : list of str, optional
@@ -155,23 +160,23 @@ class Predictor:
         self.model = model
         self.ctx = list(ctx)
         self.net = model.inference_net
-        if model.kind == 'tasn':  # the predictor view; the baseline is hybridized already
-            self.net.hybridize(static_alloc=True)
+        self.net.hybridize(static_alloc=True)
         self.num_classes = model.num_classes
         self.class_names = list(model.class_names) if model.class_names else None
         if class_names is not None:
             self._set_names(list(class_names))
 
     @classmethod
-    def from_checkpoint(cls, path, ctx=None, overrides=None, class_names=None, amp=False):
+    def from_checkpoint(cls, path, ctx=None, overrides=None, class_names=None, amp=False,
+                        last_good=False, input_size=None):
         """Loads ``path`` (run directory, ``epoch-NNNN.params``, exported ``NAME-symbol.json``
         or its prefix) on ``ctx`` (a Context or a list; default CPU). ``overrides``: network
-        settings for a ``.params`` file without a run configuration beside it. ``amp``: mixed
-        precision (``engine.precision.enable_amp``, for the whole process; checkpoints
-        only)."""
+        settings for a ``.params`` file without a run configuration beside it; ``amp``,
+        ``last_good``, ``input_size``: see ``models.load_model``."""
         ctx = ctx or [mx.cpu()]
         ctx = list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
-        return cls(load_model(path, ctx, overrides, amp=amp), ctx, class_names)
+        return cls(load_model(path, ctx, overrides, amp=amp, last_good=last_good,
+                              input_size=input_size), ctx, class_names)
 
     @property
     def input_size(self):
@@ -180,7 +185,7 @@ class Predictor:
     @property
     def legacy_sampler(self):
         """Whether the model samples with the official arithmetic (see the module docstring)."""
-        return bool(self.model.cfg.legacy_sampler) and self.model.method == 'tasn'
+        return bool(self.model.cfg.legacy_sampler)
 
     @property
     def kind(self):
@@ -197,12 +202,12 @@ class Predictor:
         ctx = self.ctx[:x.shape[0]]
         parts = mx.gluon.utils.split_and_load(x, ctx, even_split=False)
         out = np.concatenate([self.net(p).asnumpy() for p in parts], axis=0)
-        if out.ndim != 2 or out.shape[0] != x.shape[0]:
-            raise EvaluationError('the model gave logits of shape %s for %d images'
-                                  % (out.shape, x.shape[0]))
+        if out.ndim != 2 or out.shape[0] != x.shape[0]:    # a graph of another kind: a bug
+            raise RuntimeError('the model gave logits of shape %s for %d images'
+                               % (out.shape, x.shape[0]))
         if not np.all(np.isfinite(out)):
-            raise EvaluationError('non-finite logits: the model has diverged or its parameters '
-                                  'are corrupt (%s)' % self.model.source['checkpoint'])
+            raise TrainingDiverged('non-finite logits: the model has diverged or its parameters '
+                                   'are corrupt (%s)' % self.model.source['checkpoint'])
         if self.num_classes is None:
             self.num_classes = out.shape[1]
         return out
@@ -214,7 +219,7 @@ class Predictor:
             inputs = [inputs]
         if isinstance(inputs, (np.ndarray, mx.nd.NDArray)):
             if inputs.ndim != 4 or tuple(inputs.shape[1:]) != (3, size, size):
-                raise ValueError('an array of preprocessed images must be (N, 3, %d, %d), got '
+                raise InputError('an array of preprocessed images must be (N, 3, %d, %d), got '
                                  '%s (decoded images: a list of (H, W, 3) uint8 arrays)'
                                  % (size, size, tuple(inputs.shape)))
             arr = inputs.asnumpy() if isinstance(inputs, mx.nd.NDArray) else inputs
@@ -229,7 +234,7 @@ class Predictor:
             elif isinstance(item, (np.ndarray, mx.nd.NDArray)) and item.ndim == 3:
                 jobs.append(('image[%d]' % i, lambda img=item: val_preprocess(img, size)))
             else:
-                raise ValueError('input %d is a %s: give image paths, decoded (H, W, 3) uint8 '
+                raise InputError('input %d is a %s: give image paths, decoded (H, W, 3) uint8 '
                                  'images, or one (N, 3, %d, %d) array' % (i, type(item).__name__,
                                                                          size, size))
         return jobs, skipped
@@ -249,9 +254,9 @@ class Predictor:
         """
         top_k, batch_size = int(top_k), int(batch_size)
         if top_k < 1:
-            raise ValueError('top_k must be >= 1, not %d' % top_k)
+            raise InputError('top_k must be >= 1, not %d' % top_k)
         if batch_size < 1:
-            raise ValueError('batch_size must be >= 1, not %d' % batch_size)
+            raise InputError('batch_size must be >= 1, not %d' % batch_size)
         jobs, skipped = self._jobs(inputs)
         if self.legacy_sampler and batch_size > 1 and len(jobs) > 1:
             logger.warning('%s uses the legacy (official) sampler arithmetic: an image\'s '

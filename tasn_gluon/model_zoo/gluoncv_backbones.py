@@ -37,10 +37,11 @@ import functools
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
+from ..errors import ConfigError
 from .normalization import gluon_input_affine
-from .weights import assign, read_gluon_params
 
-__all__ = ['gluoncv_spec', 'GluonCVBackbone', 'get_gluoncv_backbone', 'load_gluoncv_params']
+__all__ = ['gluoncv_spec', 'CLASSIFIER', 'gluoncv_network', 'GluonCVBackbone',
+           'get_gluoncv_backbone']
 
 # name (GluonCV's) -> the gluoncv.model_zoo module of its factory; every name has ImageNet
 # weights in GluonCV's model store
@@ -56,13 +57,13 @@ del _depth, _v
 
 # GluonCV's ResNetV1b and ResNeSt: the feature blocks in forward order; then avgpool, flat, fc
 _FEATURE_BLOCKS = ('conv1', 'bn1', 'relu', 'maxpool', 'layer1', 'layer2', 'layer3', 'layer4')
-_CLASSIFIER = 'fc.'
+CLASSIFIER = 'fc.'       # the ImageNet classifier's parameters, not kept
 
 
 def _gluoncv_factory(name):
     if name not in gluoncv_spec:
-        raise ValueError('Unknown GluonCV backbone %r; options are %s'
-                         % (name, ', '.join(sorted(gluoncv_spec))))
+        raise ConfigError('Unknown GluonCV backbone %r; options are %s'
+                          % (name, ', '.join(sorted(gluoncv_spec))))
     # Imported here, when a GluonCV network is built: importing gluoncv loads its whole model
     # zoo, SciPy and more, which `import tasn_gluon.model_zoo` and the other networks do not need.
     import importlib
@@ -123,14 +124,3 @@ class GluonCVBackbone(HybridBlock):
 def get_gluoncv_backbone(name, norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
     """:class:`GluonCVBackbone` ``name``; ``kwargs`` for the Block (``prefix``)."""
     return GluonCVBackbone(name, norm_layer=norm_layer, norm_kwargs=norm_kwargs, **kwargs)
-
-
-def load_gluoncv_params(net, path, ctx=None):
-    """Sets ``net`` (a :class:`GluonCVBackbone`) from GluonCV's ImageNet ``.params`` file of the
-    same network (``save_parameters`` names; older ``save_params`` files are read through
-    GluonCV's own definition). Every parameter must be in the file with its shape; the file's
-    classifier ``fc.*`` is not used. Raises WeightsError otherwise."""
-    src = read_gluon_params(path, net.zoo_name, reference=lambda: gluoncv_network(net.zoo_name))
-    values = {k: v for k, v in src.items() if not k.startswith(_CLASSIFIER)}
-    assign(dict(net._collect_params_with_prefix()), values, str(path), ctx)
-    return net

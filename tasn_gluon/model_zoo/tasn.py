@@ -1,4 +1,4 @@
-"""TASN: Trilinear Attention Sampling Network, its inference block and the plain baseline.
+"""TASN: Trilinear Attention Sampling Network for training (five heads), and its factory.
 
 Reference: H. Zheng, J. Fu, Z.-J. Zha, J. Luo, "Looking for the Devil in the Details: Learning
 Trilinear Attention Sampling Network for Fine-grained Image Recognition", CVPR 2019.
@@ -9,7 +9,9 @@ features X into 512 attention maps, cut from the graph; the structure map (sum, 
 detail map (one random map in training, the sum at inference) give row/column profiles; the
 attention sampler resamples the input to 224x224 twice; one backbone processes
 concat(detail, structure) along the batch; heads ``fc_part`` (detail half), ``fc_master``
-(structure half) and the shared ``fc`` (both halves).
+(structure half) and the shared ``fc`` (both halves). The inference block is
+:class:`~tasn_gluon.model_zoo.predictor.TASNPredictor`, the paper's baseline
+:class:`~tasn_gluon.model_zoo.baseline.Baseline`.
 
 Parameter names (prefix '' at the top, as built by :func:`get_tasn`) are those of the official
 graph (``official_checkpoint_params.tsv``) except Gluon's BN suffixes ``running_mean`` /
@@ -24,155 +26,28 @@ graph (``official_checkpoint_params.tsv``) except Gluon's BN suffixes ``running_
     fullyconnected2       fc        (official: shared fc, both halves; "master_aux" = accuracy)
 """
 import numbers
-import os
 import types
 
-import numpy as np
 import mxnet as mx
-from mxnet import initializer
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-from .. import ops
 from ..attention import TrilinearAttention, amp_float32
+from ..errors import InputError
+from ..losses import HEADS
 from ..maps import MapsToProfiles, resize_bilinear, sampler_inputs
 from .attention_net import AttentionNet
-from .gluoncv_backbones import get_gluoncv_backbone, gluoncv_spec
-from .resnet import get_resnet, resnet_zoo_name
-from .vgg import get_vgg, vgg_zoo_name
-from .pretrained import load_pretrained
-from .weights import ZOO, zoo_file
+from .backbones import get_backbone
+from .initializer import initialize
+from .kinds import DISTINCT_MAPS, ModelKind
+from .predictor import TASNPredictor
+from .pretrained import ATTENTION_NET, find_pretrained, load_pretrained
+from .sampling import SamplerMixin, check_input
 
-__all__ = ['backbone_spec', 'backbone_names', 'get_backbone', 'find_pretrained', 'ATTENTION_NET',
-           'TASN', 'TASNPredictor', 'Baseline', 'get_tasn', 'get_baseline', 'default_initializer']
-
-# backbone name -> (family, depth or GluonCV name); features are globally average-pooled.
-# resnet*/vgg*: this package's networks with the official graph's names (resnet50: the
-# official TASN backbone); the others: GluonCV's networks (gluoncv_backbones).
-backbone_spec = {
-    'resnet18': ('resnet', 18), 'resnet34': ('resnet', 34), 'resnet50': ('resnet', 50),
-    'resnet101': ('resnet', 101), 'resnet152': ('resnet', 152),
-    'vgg16': ('vgg', 16), 'vgg19': ('vgg', 19),
-}
-backbone_spec.update({name: ('gluoncv', name) for name in gluoncv_spec})
-
-ATTENTION_NET = 'attention_net'   # find_pretrained's name for the attention net's ResNet-18
+__all__ = ['TASN', 'get_tasn']
 
 
-def backbone_names():
-    """The backbones TASN and the baseline accept (``--net``), sorted."""
-    return sorted(backbone_spec)
-
-
-def _check_name(name):
-    if name not in backbone_spec:
-        raise ValueError('Unknown backbone %r; options are %s'
-                         % (name, ', '.join(backbone_names())))
-    return backbone_spec[name]
-
-
-def get_backbone(name, norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
-    r"""Pooled-feature backbone by name (``backbone_names()``): (N, 3, S, S) mean-subtracted
-    0..255 RGB -> (N, D), D = ``.out_channels``.
-
-    Parameters
-    ----------
-    name : str
-        ``resnet50`` (TASN default), ``vgg19`` (the paper's second setting), ``resnet18`` (quick
-        runs), a GluonCV network (``resnet50_v1b``, ``resnet50_v1d``, ``resnest50``...; see
-        ``gluoncv_backbones``), or another entry of ``backbone_spec``.
-    norm_layer, norm_kwargs
-        BatchNorm class and extra arguments (ResNets and GluonCV networks).
-    """
-    family, depth = _check_name(name)
-    if family == 'resnet':
-        return get_resnet(depth, pool=True, norm_layer=norm_layer, norm_kwargs=norm_kwargs,
-                          **kwargs)
-    if family == 'gluoncv':
-        return get_gluoncv_backbone(depth, norm_layer=norm_layer, norm_kwargs=norm_kwargs,
-                                    **kwargs)
-    return get_vgg(depth, pool=True, **kwargs)
-
-
-def find_pretrained(value, net='resnet50', root=None):
-    r"""The local ImageNet weights file that ``value`` means for backbone ``net``.
-
-    Parameters
-    ----------
-    value : str or None
-        A file path (returned as it is), None (None), or ``'zoo'``: the file of ``net``'s
-        ImageNet network in the model-zoo folder, named as GluonCV names its downloads
-        (``resnet50_v1b-0ecdba34.params``; this package's ``resnet50`` is GluonCV's
-        ``resnet50_v2``, ``vgg19`` its ``vgg19``); see ``weights.zoo_file``. Nothing is
-        downloaded.
-    net : str
-        A backbone name, or ``'attention_net'`` for the attention net (its ResNet-18 v2).
-    root : str, optional
-        The model-zoo folder (default ``$MXNET_HOME/models``, else ``~/.mxnet/models``).
-
-    Raises
-    ------
-    FileNotFoundError
-        ``'zoo'`` and no such file, naming the file and the folder.
-    """
-    if value is None or os.fspath(value) != ZOO:
-        return None if value is None else os.fspath(value)
-    if net == ATTENTION_NET:
-        return zoo_file(resnet_zoo_name(18), root)
-    family, depth = _check_name(net)
-    name = {'resnet': resnet_zoo_name, 'vgg': vgg_zoo_name}.get(family, str)(depth)
-    return zoo_file(name, root)
-
-
-def default_initializer():
-    """The official recipe's initialiser for new layers: Xavier(gaussian, in, 2)."""
-    return initializer.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2)
-
-
-def _sampler_scale(input_size, sample_size):
-    """``scale`` such that int(input_size * scale) == sample_size in double and in float32
-    arithmetic despite rounding (e.g. 224 / 500)."""
-    scale = np.float32(float(sample_size) / float(input_size))
-    while int(input_size * float(scale)) < sample_size or \
-            int(np.float32(input_size) * scale) < sample_size:
-        scale = np.nextafter(scale, np.float32(2.0))
-    return float(scale)
-
-
-def _check_input(x, size, who):
-    if isinstance(x, mx.nd.NDArray) and (x.ndim != 4 or x.shape[1] != 3 or
-                                         x.shape[2] != size or x.shape[3] != size):
-        raise ValueError('%s expects images of shape (N, 3, %d, %d), got %s'
-                         % (who, size, size, x.shape))
-
-
-class _SamplerMixin:
-    """Sizes and the sampling step shared by TASN and TASNPredictor."""
-
-    def _set_sizes(self, input_size, att_size, sample_size, dense, iters, legacy_sampler,
-                   uniform_sampler):
-        for name, v in (('input_size', input_size), ('att_size', att_size),
-                        ('sample_size', sample_size)):
-            if int(v) <= 0:
-                raise ValueError('%s must be positive, got %r' % (name, v))
-        self.input_size, self.att_size = int(input_size), int(att_size)
-        self.sample_size = int(sample_size)
-        self.legacy_sampler, self.uniform_sampler = bool(legacy_sampler), bool(uniform_sampler)
-        self._sampler_attrs = dict(scale=_sampler_scale(input_size, sample_size),
-                                   dense=float(dense), iters=int(iters),
-                                   legacy=self.legacy_sampler)
-
-    def _sample(self, F, x, att_y, att_x):
-        # no gradient to the profiles (operator); to the image, the transpose of the sampling
-        # float32 in (and out) under AMP: its lists do not know the extension operator, whose
-        # kernels are float32/float64 only; the backbone's first convolution casts again
-        x, att_y, att_x = (amp_float32(F, v) for v in (x, att_y, att_x))
-        if self.uniform_sampler:  # ablation: plain resizes, the sampler's contribution removed
-            att_y, att_x = F.ones_like(att_y), F.ones_like(att_x)
-        return ops.att_sampler(x, att_y, att_x, **self._sampler_attrs)
-
-
-class TASN(_SamplerMixin, HybridBlock):
+class TASN(SamplerMixin, ModelKind, HybridBlock):
     r"""Trilinear Attention Sampling Network for training (five heads).
 
     Parameters
@@ -236,9 +111,24 @@ class TASN(_SamplerMixin, HybridBlock):
         # registered as children (saved parameters stay those of TASN)
         self._views = types.SimpleNamespace(predictor=None, stats=None)
 
+    method = 'tasn'
+    has_attention = True
+    validation_outputs = HEADS + (DISTINCT_MAPS,)
+    reported_head = 'master_aux'
+
     def forward(self, x, *args):
-        _check_input(x, self.input_size, 'TASN')
+        check_input(x, self.input_size, 'TASN')
         return super().forward(x, *args)
+
+    def reported(self, outputs):
+        """The master_aux logits among the five heads."""
+        return outputs[HEADS.index(self.reported_head)]
+
+    def inference_net(self):
+        return self.predictor()
+
+    def validation_net(self):
+        return self.with_attention_stats()
 
     def hybrid_forward(self, F, x):
         return self.heads_and_stats(F, x)[0]
@@ -301,7 +191,7 @@ class TASN(_SamplerMixin, HybridBlock):
         (N,input) column/x), ``structure_image`` and ``detail_image`` (N,3,sample,sample),
         ``logits``: the five heads' logits on these two sampled images (as ``__call__``).
         """
-        _check_input(x, self.input_size, 'TASN.explain')
+        check_input(x, self.input_size, 'TASN.explain')
         F = mx.nd
         att_in = resize_bilinear(F, x, self.att_size)
         att_logits, feats = self.att_net(att_in)
@@ -313,7 +203,7 @@ class TASN(_SamplerMixin, HybridBlock):
                                else detail_channel, ctx=x.context, dtype=x.dtype)
             if chan.shape != (x.shape[0],) or chan.min().asscalar() < 0 \
                     or chan.max().asscalar() >= c:
-                raise ValueError('detail_channel must be one index or N indices in [0, %d)' % c)
+                raise InputError('detail_channel must be one index or N indices in [0, %d)' % c)
         dy, dx, sy, sx, dmap, smap, first = sampler_inputs(
             F, feats, self.input_size, self.attention, self.legacy_sampler, chan,
             self.maps.dtype)
@@ -336,76 +226,6 @@ class _TASNWithStats(HybridBlock):
     def hybrid_forward(self, F, x):
         logits, num_distinct = self.tasn.heads_and_stats(F, x)
         return tuple(logits) + (num_distinct,)
-
-
-class TASNPredictor(_SamplerMixin, HybridBlock):
-    r"""TASN at inference: attention net, structure map, sampler, backbone, shared fc.
-
-    Returns the official "master_aux" logits (N, num_classes): the shared ``fc`` on the
-    structure-preserved image. Built from the blocks of a trained :class:`TASN` (use
-    ``TASN.predictor()``) it shares their parameters. Hybridize, run once, then ``export(path)``
-    writes ``path-symbol.json`` and ``path-0000.params``; reload them with
-    ``mx.gluon.SymbolBlock.imports(json, ['data'], params)`` after ``tasn_gluon.ops.load()``.
-
-    Parameters
-    ----------
-    att_net, maps, backbone, fc : blocks of a TASN (``maps``: its MapsToProfiles)
-    input_size, att_size, sample_size, dense, iters, legacy_sampler, uniform_sampler
-        As in :class:`TASN`.
-    """
-
-    def __init__(self, att_net, maps, backbone, fc, input_size=512, att_size=224,
-                 sample_size=224, dense=4.0, iters=5, legacy_sampler=False,
-                 uniform_sampler=False, **kwargs):
-        super().__init__(**kwargs)
-        self._set_sizes(input_size, att_size, sample_size, dense, iters, legacy_sampler,
-                        uniform_sampler)
-        # the attention net without its classifier head (unused here, and export() only
-        # accepts parameters the graph uses)
-        self.att_body, self.att_conv1, self.att_conv2 = att_net.body, att_net.conv1, att_net.conv2
-        self.maps, self.backbone, self.fc = maps, backbone, fc
-
-    def forward(self, x, *args):
-        _check_input(x, self.input_size, 'TASNPredictor')
-        return super().forward(x, *args)
-
-    def hybrid_forward(self, F, x):
-        feats = self.att_conv2(self.att_conv1(self.att_body(resize_bilinear(F, x,
-                                                                              self.att_size))))
-        sy, sx = self.maps.structure_profiles(F, feats)
-        return amp_float32(F, self.fc(self.backbone(self._sample(F, x, sy, sx))))
-
-
-class Baseline(HybridBlock):
-    r"""The paper's baseline: the plain backbone with global average pooling and one FC on the
-    input resized (align-corners bilinear) to ``sample_size``.
-
-    Parameters
-    ----------
-    backbone : str
-        As :func:`get_backbone`.
-    num_classes : int
-    sample_size : int
-        Side the input is resized to (224).
-
-    Inputs: (N, 3, H, W) mean-subtracted; output: logits (N, num_classes).
-    """
-
-    def __init__(self, backbone='resnet50', num_classes=200, sample_size=224,
-                 norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
-        super().__init__(**kwargs)
-        self.sample_size = int(sample_size)
-        with self.name_scope():
-            self.backbone = get_backbone(backbone, norm_layer=norm_layer,
-                                         norm_kwargs=norm_kwargs, prefix='')
-            self.fc = nn.Dense(num_classes, in_units=self.backbone.out_channels, prefix='fc1_')
-
-    def hybrid_forward(self, F, x):
-        return amp_float32(F, self.fc(self.backbone(resize_bilinear(F, x, self.sample_size))))
-
-
-def _initialize(net, ctx):
-    net.collect_params().initialize(default_initializer(), ctx=ctx or mx.cpu())
 
 
 def get_tasn(net='resnet50', num_classes=200, input_size=512, att_size=224, sample_size=224,
@@ -436,7 +256,7 @@ def get_tasn(net='resnet50', num_classes=200, input_size=512, att_size=224, samp
     kwargs.setdefault('prefix', '')
     model = TASN(net, num_classes, input_size, att_size, sample_size,
                  legacy_sampler=legacy_sampler, uniform_sampler=uniform_sampler, **kwargs)
-    _initialize(model, ctx)
+    initialize(model, ctx)
     if pretrained is not None:
         load_pretrained(model.backbone, find_pretrained(pretrained, net), ctx=ctx)
     if att_pretrained is not None:
@@ -444,13 +264,3 @@ def get_tasn(net='resnet50', num_classes=200, input_size=512, att_size=224, samp
     return model
 
 
-def get_baseline(net='resnet50', num_classes=200, sample_size=224, pretrained=None, ctx=None,
-                 **kwargs):
-    r"""The baseline row of the paper: backbone + GAP + FC on the input resized to
-    ``sample_size`` (see :class:`Baseline`); ``pretrained`` as in :func:`get_tasn`."""
-    kwargs.setdefault('prefix', '')
-    model = Baseline(net, num_classes, sample_size, **kwargs)
-    _initialize(model, ctx)
-    if pretrained is not None:
-        load_pretrained(model.backbone, find_pretrained(pretrained, net), ctx=ctx)
-    return model

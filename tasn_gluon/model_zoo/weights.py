@@ -9,56 +9,47 @@ Two kinds of files are read, neither downloaded:
   statistics are ``aux:X_moving_mean`` / ``aux:X_moving_var``, Gluon's ``X_running_mean`` /
   ``X_running_var``.
 
-:func:`zoo_file` finds an ImageNet file where GluonCV (and MXNet's Gluon model zoo) keep their
-downloads, ``~/.mxnet/models/NAME-HASH.params``; it only looks, it never downloads.
+Which file a backbone starts from, and how each family's names map, is ``pretrained``'s; official
+TASN checkpoints are ``tasn_gluon.convert``'s.
 
 :func:`assign` is strict: every parameter of the network must be given, nothing else may be, and
 every shape must fit; otherwise it raises :class:`WeightsError` naming every offender (by its
 name in the file).
 """
-import hashlib
-import logging
 import os
 
 import mxnet as mx
 
-__all__ = ['WeightsError', 'read_gluon_params', 'read_symbol_params', 'is_symbol_checkpoint',
-           'symbol_key', 'symbol_to_gluon_names', 'assign', 'local_params',
-           'load_symbol_checkpoint', 'ZOO', 'default_model_root', 'zoo_file']
+from ..errors import WeightsError, first_few, reason
+from ..files import require_file
 
-logger = logging.getLogger(__name__)
-
-# ``pretrained`` value that means: the model-zoo folder (:func:`zoo_file`), not a path
-ZOO = 'zoo'
+__all__ = ['WeightsError', 'load_params_file', 'read_gluon_params', 'read_symbol_params',
+           'is_symbol_checkpoint', 'symbol_key', 'symbol_to_gluon_names', 'assign',
+           'local_params']
 
 # BatchNorm auxiliary states: Symbol naming -> Gluon naming
 _AUX_SUFFIXES = (('_moving_mean', '_running_mean'), ('_moving_var', '_running_var'))
 _MAX_LISTED = 12
 
 
-class WeightsError(ValueError):
-    """A parameter file that cannot be read, or whose names or shapes do not fit the network;
-    the message names the file and the parameters."""
-
-
 def listing(names):
-    """'a, b, c ... (7 more)': messages name a few offenders, never thousands."""
-    names = sorted(names)
-    more = len(names) - _MAX_LISTED
-    return ', '.join(names[:_MAX_LISTED]) + (' ... (%d more)' % more if more > 0 else '')
+    """A few of ``names``, sorted: messages name some offenders, never thousands."""
+    return first_few(sorted(names), _MAX_LISTED)
 
 
-def _load(path, what):
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError('%s not found: %s (a local file is expected; nothing is '
-                                'downloaded)' % (what, path))
+def load_params_file(path, what):
+    """``{name: NDArray}`` of the MXNet parameter file ``path``; ``what`` names it in errors
+    (e.g. '--pretrained'). WeightsError when it is not such a file (a text file, an empty one,
+    a trainer's .states) or holds no named parameters."""
+    path = require_file(path, what)
     try:
         loaded = mx.nd.load(path)
-    except Exception as err:  # MXNetError on a corrupt or foreign file
-        raise WeightsError('cannot read %s as an MXNet .params file: %s' % (path, err)) from err
+    except mx.base.MXNetError as err:    # a corrupt or foreign file
+        raise WeightsError('%s %s is not an MXNet parameter file (%s)'
+                           % (what, path, reason(err))) from err
     if not isinstance(loaded, dict) or not loaded:
-        raise WeightsError('%s holds no named parameters' % path)
+        raise WeightsError('%s %s holds no named parameters (not a .params file of a network)'
+                           % (what, path))
     return loaded
 
 
@@ -70,7 +61,8 @@ def read_gluon_params(path, zoo_name=None, reference=None):
     recover the structural names: ``reference()`` (a callable returning that block, e.g. the
     GluonCV network) if given, else MXNet's own ``model_zoo.vision`` model ``zoo_name``.
     """
-    loaded = _load(path, 'pretrained weights%s' % (' for %s' % zoo_name if zoo_name else ''))
+    loaded = load_params_file(path, 'pretrained weights%s' % (' for %s' % zoo_name
+                                                               if zoo_name else ''))
     if any('.' in k for k in loaded):
         return {k.split(':', 1)[-1]: v.asnumpy() for k, v in loaded.items()}
     if zoo_name is None and reference is None:
@@ -82,16 +74,16 @@ def read_gluon_params(path, zoo_name=None, reference=None):
         ref = vision.get_model(zoo_name)
     try:
         ref.load_parameters(os.fspath(path), ctx=mx.cpu())
-    except Exception as err:
-        raise WeightsError('%s does not match Gluon model zoo %s: %s' % (path, zoo_name, err)) \
-            from err
+    except (mx.base.MXNetError, AssertionError) as err:  # names or shapes that do not fit
+        raise WeightsError('%s does not match Gluon model zoo %s: %s'
+                           % (path, zoo_name, reason(err))) from err
     return {k: p.data().asnumpy() for k, p in ref._collect_params_with_prefix().items()}
 
 
 def read_symbol_params(path):
     """A Module checkpoint as ``{'arg:NAME' or 'aux:NAME': NDArray}``; WeightsError when the
     file is not an MXNet parameter file or holds names without ``arg:``/``aux:``."""
-    loaded = _load(path, 'checkpoint (an MXNet Module checkpoint, NAME-NNNN.params)')
+    loaded = load_params_file(path, 'checkpoint (an MXNet Module checkpoint, NAME-NNNN.params)')
     bad = [k for k in loaded if not k.startswith(('arg:', 'aux:'))]
     if bad:
         raise WeightsError('%s is not a Module checkpoint: names without arg:/aux: %s'
@@ -103,7 +95,7 @@ def is_symbol_checkpoint(path):
     """True when ``path`` is a readable parameter file with only ``arg:``/``aux:`` names."""
     try:
         loaded = mx.nd.load(os.fspath(path))
-    except Exception:
+    except mx.base.MXNetError:
         return False
     return isinstance(loaded, dict) and bool(loaded) and \
         all(k.startswith(('arg:', 'aux:')) for k in loaded)
@@ -202,107 +194,8 @@ def local_params(block):
     """``{name without the block's prefix: Parameter}``."""
     out = {}
     for name, p in block.collect_params().items():
-        if not name.startswith(block.prefix):
-            raise WeightsError('parameter %s lies outside its block prefix %r'
+        if not name.startswith(block.prefix):   # a block built wrongly: a bug
+            raise RuntimeError('parameter %s lies outside its block prefix %r'
                                % (name, block.prefix))
         out[name[len(block.prefix):]] = p
     return out
-
-
-def load_symbol_checkpoint(net, path, ctx=None):
-    """Initialises a pre-activation ResNet from an MXNet model-zoo ImageNet checkpoint in Symbol
-    naming (``resnet-18-0000.params``, ``resnet-50-0000.params``), as the official code did.
-
-    Parameters
-    ----------
-    net : ResNetV2 or AttentionNet
-        A backbone (its ``bn1`` is the checkpoint's final BN) or the TASN attention net (the
-        ResNet-18 body; the checkpoint's final ``bn1`` initialises the head's ``bn1``; the
-        multi-dilation convs and ``fc1`` keep their initialisation).
-    path : str
-        The local checkpoint. Its ImageNet classifier ``fc1`` is not used unless ``net`` has a
-        classifier of the same name.
-    ctx : Context or list, optional
-
-    The weights are used unchanged: these networks read the mean-subtracted 0..255 input of
-    TASN through their own ``bn_data``, like the official graph.
-    """
-    from .resnet import ResNetV2
-    from .attention_net import AttentionNet
-    if isinstance(net, AttentionNet):
-        params = local_params(net.body)
-        params.update({'bn1_' + k: p for k, p in local_params(net.bn1).items()})
-    elif isinstance(net, ResNetV2):
-        params = local_params(net)
-    else:
-        raise TypeError('no Symbol-checkpoint mapping for %s (ResNetV2 or AttentionNet)'
-                        % type(net).__name__)
-    values, name_in_file = symbol_to_gluon_names(read_symbol_params(path))
-    if not any(k.startswith('fc1_') for k in params):  # the ImageNet classifier
-        values = {k: v for k, v in values.items() if not k.startswith('fc1_')}
-    assign(params, values, os.fspath(path), ctx, name_in_file)
-    return net
-
-
-def default_model_root():
-    """Where GluonCV and MXNet's Gluon model zoo keep ImageNet files: ``$MXNET_HOME/models`` when
-    MXNET_HOME is set, else ``~/.mxnet/models``."""
-    if os.environ.get('MXNET_HOME'):
-        return os.path.join(os.environ['MXNET_HOME'], 'models')
-    return os.path.join(os.path.expanduser('~'), '.mxnet', 'models')
-
-
-def _published_sha1(zoo_name):
-    """SHA-1 of GluonCV's published ImageNet file ``zoo_name`` (its model store's table), or
-    None. MXNet's Gluon model zoo publishes the same files for the names they share."""
-    # gluoncv is imported here only (a lookup in the model-zoo folder): importing it loads its
-    # whole model zoo, SciPy and more, which nothing else in model_zoo needs at import time
-    from gluoncv.model_zoo import model_store
-    return model_store._model_sha1.get(zoo_name)
-
-
-def _sha1(path):
-    h = hashlib.sha1()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def zoo_file(zoo_name, root=None):
-    """The local ImageNet file of the model-zoo network ``zoo_name`` (``resnet50_v1b``,
-    ``resnest50``, ``resnet50_v2``...), under the name and in the folder where GluonCV's
-    ``get_model(zoo_name, pretrained=True, root=root)`` keeps it: ``ROOT/NAME-SHA1[:8].params``.
-    Nothing is downloaded.
-
-    Parameters
-    ----------
-    zoo_name : str
-    root : str, optional
-        The folder (default :func:`default_model_root`).
-
-    Raises
-    ------
-    FileNotFoundError
-        Naming the file looked for and the folder.
-    WeightsError
-        When GluonCV publishes no ImageNet weights of that name.
-
-    A file whose SHA-1 differs from the published one is used (its names and shapes are checked
-    when it is loaded) with a warning.
-    """
-    root = os.path.abspath(os.path.expanduser(root or default_model_root()))
-    sha1 = _published_sha1(zoo_name)
-    if sha1 is None:
-        raise WeightsError('GluonCV publishes no ImageNet weights named %r; give the weights '
-                           'file itself' % zoo_name)
-    path = os.path.join(root, '%s-%s.params' % (zoo_name, sha1[:8]))
-    if not os.path.isfile(path):
-        raise FileNotFoundError('ImageNet weights of %s not found: no %s in %s (the model-zoo '
-                                'folder: $MXNET_HOME/models, else ~/.mxnet/models; nothing is '
-                                'downloaded: put the file there or give its path)'
-                                % (zoo_name, os.path.basename(path), root))
-    if _sha1(path) != sha1:
-        logger.warning('%s is not the file GluonCV published (SHA-1 %s); using it anyway',
-                       path, sha1)
-    return path

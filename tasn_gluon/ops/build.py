@@ -3,8 +3,8 @@ flags, nvcc's architecture list and the CUDA runtime's link flags.
 
 Two users: ``setup.py`` (both libraries, every architecture this nvcc supports; run by
 ``make setup``) and ``tools/check_cuda_sampler.py --build`` (the C-ABI library, for the GPU at
-hand). Standard library only: ``setup.py`` loads this file by path, before the package is
-installed and without importing MXNet; the check tool runs where MXNet is absent.
+hand). Standard library only: ``setup.py`` imports it before the package is installed (importing
+``tasn_gluon.ops`` does not import MXNet); the check tool runs where MXNet is absent.
 
 Environment: ``CXX`` and ``NVCC`` name the compilers (else ``g++`` and ``nvcc`` on ``PATH``, then
 ``/usr/local/cuda/bin/nvcc``); ``TASN_CUDA_ARCHS`` (e.g. ``"80 90"``) narrows setup.py's list of

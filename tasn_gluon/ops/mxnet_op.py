@@ -1,5 +1,5 @@
 """The AttSampler operator's MXNet face: the C++ (and CUDA) extension library and its Python
-functions, re-exported by ``tasn_gluon.ops`` wherever MXNet is installed.
+functions, ``tasn_gluon.ops.load`` etc. (imported on first use).
 
 ``load()`` registers the operators ``AttSampler`` and ``AttSamplerGrid`` with MXNet (once per
 process); ``att_sampler`` and ``att_sampler_grid`` call them on NDArrays or Symbols, so they can
@@ -9,6 +9,8 @@ import os
 import threading
 
 import mxnet as mx
+
+from ..errors import SetupError
 
 __all__ = ['load', 'library_path', 'att_sampler', 'att_sampler_grid', 'AttSampler']
 
@@ -27,7 +29,7 @@ def load():
 
     Raises
     ------
-    FileNotFoundError
+    SetupError
         When the library has not been built, with the command that builds it.
     """
     global _loaded_path
@@ -35,7 +37,7 @@ def load():
         if _loaded_path is None:
             path = library_path()
             if not os.path.isfile(path):
-                raise FileNotFoundError(
+                raise SetupError(
                     'The AttSampler operator library %s has not been built. Build it with '
                     '`make setup` (or `pip install --no-build-isolation -e .` in an environment '
                     'that already has mxnet) from the repository root.' % path)

@@ -3,18 +3,42 @@
 Published rows keep their source; a row without a value is an empty slot and stays empty. The
 difference is ours minus published, in points, where both exist. A result is put beside a
 published dataset's numbers only when its data is that dataset: the classes and the train and
-val image counts recorded in the eval JSON must be the published ones (``engine.config.DATASETS``);
+val image counts recorded in the eval JSON must be the published ones (:data:`DATASETS`);
 anything else (a subset, a toy set in the same layout) is listed as "custom".
 """
 import csv
+import dataclasses
 import io
 import json
+import math
 import os
+from typing import Optional
 
-from ..engine.config import DATASETS
+from ..errors import InputError
+from ..files import require_file
 
-__all__ = ['default_published_path', 'read_published', 'read_eval_json', 'variant_of',
-           'table_dataset', 'compare_table']
+__all__ = ['DatasetFacts', 'DATASETS', 'PUBLISHED_COLUMNS', 'default_published_path',
+           'read_published', 'read_eval_json', 'variant_of', 'table_dataset', 'compare_table']
+
+PUBLISHED_COLUMNS = ('dataset', 'setting', 'method', 'top1', 'source')
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetFacts:
+    """What a published dataset is (spec section 8): a run is compared with the published
+    numbers only when its data has these counts."""
+    title: str
+    num_classes: Optional[int] = None
+    num_train: Optional[int] = None
+    num_val: Optional[int] = None
+
+
+DATASETS = {
+    'cub': DatasetFacts('CUB-200-2011', 200, 5994, 5794),
+    'cars': DatasetFacts('Stanford Cars', 196, 8144, 8041),
+    'inat': DatasetFacts('iNaturalist 2017', 5089, 579184, 95986),
+    'synthetic': DatasetFacts('synthetic (built-in)'),
+}
 
 
 def default_published_path():
@@ -23,26 +47,32 @@ def default_published_path():
 
 
 def read_published(path=None):
-    """Rows of the published table; ``top1`` is a float or None (empty slot)."""
-    path = path or default_published_path()
-    if not os.path.isfile(path):
-        raise FileNotFoundError('published results file %s not found' % path)
-    with open(path) as f:
-        lines = [l for l in f if l.strip() and not l.lstrip().startswith('#')]
+    """Rows of the published table; ``top1`` is a float or None (empty slot). InputError naming
+    the file when it is not such a table."""
+    path = require_file(path or default_published_path(), '--published')
+    with open(path, encoding='utf-8', errors='replace') as f:
+        lines = [line for line in f if line.strip() and not line.lstrip().startswith('#')]
+    reader = csv.DictReader(io.StringIO(''.join(lines)))
+    missing = [k for k in PUBLISHED_COLUMNS if k not in (reader.fieldnames or ())]
+    if missing:
+        raise InputError('%s is not a published-results table: it lacks the column(s) %s (a CSV '
+                         'with the header %s, as data/published_results.csv)'
+                         % (path, ', '.join(missing), ','.join(PUBLISHED_COLUMNS)))
     rows = []
-    for i, r in enumerate(csv.DictReader(io.StringIO(''.join(lines)))):
-        missing = [k for k in ('dataset', 'setting', 'method', 'top1', 'source') if k not in r]
-        if missing:
-            raise ValueError('%s lacks the column(s) %s' % (path, ', '.join(missing)))
+    for i, r in enumerate(reader):
         top1 = (r.get('top1') or '').strip()
         r['top1_text'] = top1
         try:
             r['top1'] = float(top1) if top1 else None
         except ValueError:
-            raise ValueError('%s, row %d: top1 %r is not a number' % (path, i + 2, top1))
-        if r['top1'] is not None and not r['source'].strip():
-            raise ValueError('%s, row %d: a value without a source' % (path, i + 2))
-        r['sample_size'] = int(r['sample_size']) if (r.get('sample_size') or '').strip() else None
+            raise InputError('%s, row %d: top1 %r is not a number' % (path, i + 2, top1))
+        if r['top1'] is not None and not (r['source'] or '').strip():
+            raise InputError('%s, row %d: a value without a source' % (path, i + 2))
+        size = (r.get('sample_size') or '').strip()
+        if size and not size.isdigit():
+            raise InputError('%s, row %d: sample_size %r is not a whole number'
+                             % (path, i + 2, size))
+        r['sample_size'] = int(size) if size else None
         r['net'] = (r.get('net') or '').strip() or None
         rows.append(r)
     return rows
@@ -60,14 +90,24 @@ def variant_of(result):
 
 
 def read_eval_json(path):
-    with open(path) as f:
+    """An eval JSON of tools/eval.py; InputError naming the file when it is not one."""
+    path = require_file(path, 'eval JSON')
+    with open(path, encoding='utf-8', errors='replace') as f:
         try:
             r = json.load(f)
         except ValueError as e:
-            raise ValueError('%s is not an eval JSON: %s' % (path, e))
+            raise InputError('%s is not an eval JSON: %s' % (path, e))
+    if not isinstance(r, dict):
+        raise InputError('%s is not an eval JSON of tools/eval.py: it holds a JSON %s, not an '
+                         'object' % (path, type(r).__name__))
     if r.get('top1') is None and r.get('master_aux') is None:
-        raise ValueError('%s has neither top1 nor master_aux: not an eval JSON of tools/eval.py'
-                         % path)
+        raise InputError('%s has neither top1 nor master_aux: not an eval JSON of '
+                         'tools/eval.py' % path)
+    for key in ('top1', 'master_aux'):
+        v = r.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or
+                              not math.isfinite(v)):
+            raise InputError('%s: %s %r is not a number' % (path, key, v))
     r.setdefault('label', os.path.splitext(os.path.basename(path))[0])
     return r
 

@@ -11,13 +11,16 @@ import time
 
 from ..data import read_dataset_info
 from ..engine.builders import prepare_data_dir
-from ..engine.checkpoint import atomic_write_text, drop_trainer_states
-from ..engine.config import resolve_config
+from ..engine.checkpoint import drop_trainer_states
 from ..engine.devices import get_contexts
-from ..engine.evaluation import evaluate_checkpoint, format_result, write_result_json
-from ..engine.logs import run_log
+from ..engine.evaluation import evaluate_checkpoint
 from ..engine.metrics import read_metrics_csv, save_figure
+from ..engine.config import resolve_config
+from ..engine.results import format_result, write_result_json
 from ..engine.training import run
+from ..errors import ConfigError, InputError
+from ..files import atomic_write_text
+from ..logs import run_log
 from .compare import compare_table, read_published
 from .visualize import run_visualize
 from .zoom import checkpoint_badge_magnification
@@ -162,13 +165,29 @@ def explain_numbers(summary):
     return lines
 
 
+def demo_settings(data_dir=None, epochs=None, batch_size=None, seed=0, progress=None,
+                  settings=None):
+    """The settings both demo runs share, checked (a bad value is an error before anything is
+    written); ``epochs`` None: DEMO_EPOCHS."""
+    epochs = DEMO_EPOCHS if epochs is None else epochs
+    base = dict(dataset='synthetic', data_dir=data_dir, seed=seed, progress=progress,
+                epochs=epochs, lr_steps=[e for e in DEMO_LR_STEPS if e < epochs],
+                batch_size=batch_size, log_interval=10, **(settings or {}))
+    for method in ('tasn', 'baseline'):
+        resolve_config(dict(base, method=method))
+    return base
+
+
 def run_demo(out='runs/demo', data_dir=None, epochs=None, batch_size=None, seed=0,
              num_vis=None, progress=None, settings=None):
     """Runs the whole demo into ``out`` (its log in ``out/demo.log``); returns the summary."""
     t0 = time.time()
+    base = demo_settings(data_dir, epochs, batch_size, seed, progress, settings)
+    if num_vis is not None and int(num_vis) < 1:
+        raise ConfigError('num_vis must be >= 1, not %r' % num_vis)
     _clear(out)
     with run_log(out, filename='demo.log'):
-        summary = _demo(out, data_dir, epochs, batch_size, seed, num_vis, progress, settings)
+        summary = _demo(out, base, num_vis)
     summary['total_seconds'] = time.time() - t0
     atomic_write_text(os.path.join(out, 'summary.json'), json.dumps(summary, indent=1) + '\n')
     print('time: data %.0fs, TASN %.0fs + eval %.0fs, baseline (beside TASN) %.0fs + eval %.0fs, '
@@ -184,11 +203,7 @@ def run_demo(out='runs/demo', data_dir=None, epochs=None, batch_size=None, seed=
     return summary
 
 
-def _demo(out, data_dir, epochs, batch_size, seed, num_vis, progress, settings):
-    epochs = epochs or DEMO_EPOCHS
-    base = dict(dataset='synthetic', data_dir=data_dir, seed=seed, progress=progress,
-                epochs=epochs, lr_steps=[e for e in DEMO_LR_STEPS if e < epochs],
-                batch_size=batch_size, log_interval=10, **(settings or {}))
+def _demo(out, base, num_vis):
     tic = time.time()
     data_dir = prepare_data_dir(resolve_config(base))
     cfgs = {m: dict(base, method=m, data_dir=data_dir, out=os.path.join(out, m))
@@ -223,7 +238,7 @@ def _demo(out, data_dir, epochs, batch_size, seed, num_vis, progress, settings):
         summary['visualisations'] = run_visualize(
             os.path.join(out, 'vis'), checkpoint=cfgs['tasn']['out'], data_dir=data_dir,
             num_images=num_vis or summary['num_classes'], one_per_class=True)
-    except Exception as e:  # pictures are a bonus; the numbers are already saved
+    except InputError as e:  # pictures are a bonus; the numbers are already saved
         logger.warning('visualisation failed: %s', e)
         summary['visualisations'] = []
     summary['vis_seconds'] = time.time() - tic

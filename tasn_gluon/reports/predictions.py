@@ -11,7 +11,8 @@ import io
 import json
 import os
 
-from ..engine.checkpoint import atomic_write_text
+from ..errors import InputError
+from ..files import atomic_write_text
 
 __all__ = ['OUTPUT_FORMATS', 'CSV_COLUMNS', 'output_format', 'results_dict', 'write_results',
            'format_table']
@@ -21,14 +22,14 @@ CSV_COLUMNS = ('file', 'rank', 'class', 'name', 'probability', 'reason')
 
 
 def output_format(path):
-    """'json' or 'csv' for an output path, by its extension; ValueError otherwise (or when the
+    """'json' or 'csv' for an output path, by its extension; InputError otherwise (or when the
     path is a folder)."""
     ext = os.path.splitext(path)[1].lower()
     if ext not in OUTPUT_FORMATS:
-        raise ValueError('--out %s: the file name must end in %s (the format is chosen by the '
+        raise InputError('--out %s: the file name must end in %s (the format is chosen by the '
                          'extension)' % (path, ' or '.join(sorted(OUTPUT_FORMATS))))
     if os.path.isdir(path):
-        raise ValueError('--out %s is a folder; give a file name' % path)
+        raise InputError('--out %s is a folder; give a file name' % path)
     return OUTPUT_FORMATS[ext]
 
 

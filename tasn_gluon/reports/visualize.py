@@ -11,10 +11,11 @@ import numpy as np
 from ..data import MEAN_RGB, get_val_iter, read_dataset_info
 from ..data.preprocess import BadImage, load_val_image
 from ..engine import builders
-from ..engine.config import resolve_config
-from ..engine.evaluation import load_model
 from ..engine.metrics import save_figure
-from ..engine.training import seed_everything
+from ..engine.models import load_model
+from ..engine.config import resolve_config
+from ..engine.seeds import seed_everything
+from ..errors import ConfigError, InputError, ModelMismatch
 
 __all__ = ['load_image_files', 'images_from_rec', 'choose_detail_channels', 'draw_explanation',
            'picture_name', 'draw_predictions', 'visualize', 'run_visualize']
@@ -25,13 +26,13 @@ logger = logging.getLogger(__name__)
 def load_image_files(paths, input_size):
     """Image files -> ((N, 3, S, S) float32, labels -1), by the val pipeline's own preprocessing
     (``data.preprocess.load_val_image``: shorter side to ``input_size``, centre crop, mean
-    subtracted, bit for bit as ``get_val_iter``). ValueError naming the first unusable file."""
+    subtracted, bit for bit as ``get_val_iter``). InputError naming the first unusable file."""
     out = []
     for p in paths:
         try:
             out.append(load_val_image(p, input_size))
         except BadImage as e:
-            raise ValueError('cannot read the image %s: %s' % (p, e))
+            raise InputError('cannot read the image %s: %s' % (p, e))
     return np.stack(out), np.full(len(out), -1, np.int64)
 
 
@@ -57,15 +58,15 @@ def images_from_rec(data_dir, input_size, count, one_per_class=False):
 
 
 def choose_detail_channels(attention_maps, distinct, k):
-    """Per image, ``k`` attention maps to draw, (N, k) ints, among the distinct maps (``distinct``
-    (N, C): 1 for the first channel of each group of equal maps, as the training draw): by
+    """Per image, at most ``k`` attention maps to draw among its distinct maps (``distinct``
+    (N, C): 1 for the first channel of each group of the same map, as the training draw): by
     decreasing peak, the first map peaking at each new location first (so that the pictures
-    show different parts where the maps differ), then the strongest of the rest; when an image
-    has fewer than ``k`` distinct maps, the last one is repeated."""
+    show different parts where the maps differ), then the strongest of the rest. A list of N
+    lists of channels; an image with fewer than ``k`` distinct maps gets all of them."""
     n, c = attention_maps.shape[:2]
     flat = attention_maps.reshape(n, c, -1)
     peaks, where = flat.max(axis=2), flat.argmax(axis=2)
-    out = np.zeros((n, k), np.int64)
+    out = []
     for i in range(n):
         candidates = [int(ch) for ch in np.argsort(-peaks[i], kind='stable') if distinct[i, ch]]
         chosen, seen = [], set()
@@ -74,8 +75,7 @@ def choose_detail_channels(attention_maps, distinct, k):
                 chosen.append(ch)
                 seen.add(where[i, ch])
         chosen += [ch for ch in candidates if ch not in chosen]
-        chosen = (chosen + chosen[-1:] * k)[:k]
-        out[i] = chosen
+        out.append(chosen[:k])
     return out
 
 
@@ -149,8 +149,8 @@ def draw_predictions(net, x, predictions, out_dir, first_index=0):
     and the structure-preserved (zoomed) image of the TASN ``net`` (``net.explain``), titled
     with ``predictions`` (their top classes); sets each prediction's ``picture``. Returns the
     paths."""
-    if not hasattr(net, 'explain'):
-        raise ValueError('only a TASN has attention to draw, not %s' % type(net).__name__)
+    if not net.has_attention:
+        raise ModelMismatch('only a TASN has attention to draw, not a %s model' % net.method)
     os.makedirs(out_dir, exist_ok=True)
     structure = _rows_of(net.explain(x), 'structure')
     images = x.asnumpy()
@@ -169,19 +169,21 @@ def draw_predictions(net, x, predictions, out_dir, first_index=0):
 
 def visualize(net, images, out_dir, labels=None, class_names=None, num_details=3, prefix='vis'):
     """Writes ``out_dir/{prefix}_{i:03d}.png`` for every image of ``images`` (N, 3, S, S) with
-    ``net.explain``; returns the paths."""
-    if not hasattr(net, 'explain'):
-        raise ValueError('visualisation needs a TASN network (with explain()), not %s'
-                         % type(net).__name__)
+    ``net.explain``, each with the structure map and up to ``num_details`` of the image's
+    distinct detail maps; returns the paths."""
+    if not net.has_attention:
+        raise ModelMismatch('visualisation needs a TASN network (with attention maps), not a %s '
+                            'model' % net.method)
     os.makedirs(out_dir, exist_ok=True)
     ctx = list(net.collect_params().values())[0].list_ctx()[0]
     x = mx.nd.array(images, ctx=ctx)
     base = net.explain(x)
-    maps = base['attention_maps'].asnumpy()
-    k = max(0, min(int(num_details), maps.shape[1]))
-    chans = choose_detail_channels(maps, base['distinct'].asnumpy(), k) if k else \
-        np.zeros((len(images), 0), int)
-    details = [net.explain(x, detail_channel=[int(c) for c in chans[:, j]]) for j in range(k)]
+    chans = choose_detail_channels(base['attention_maps'].asnumpy(), base['distinct'].asnumpy(),
+                                   max(0, int(num_details)))
+    rounds = max((len(c) for c in chans), default=0)
+    # round j explains image i with its j-th channel (its last one once it has no more)
+    details = [net.explain(x, detail_channel=[c[min(j, len(c) - 1)] for c in chans])
+               for j in range(rounds)]
     pred = base['logits'][-1].asnumpy().argmax(axis=1)
     num_distinct = base['num_distinct'].asnumpy()
     structure = _rows_of(base, 'structure')                  # each array copied to the host once
@@ -189,54 +191,65 @@ def visualize(net, images, out_dir, labels=None, class_names=None, num_details=3
     paths = []
     for i in range(len(images)):
         rows = [dict(name='structure map', **{k: v[i] for k, v in structure.items()})]
-        for j, d in enumerate(detail_rows):
-            rows.append(dict(name='detail map (channel %d)' % chans[i, j],
+        for j, d in enumerate(detail_rows[:len(chans[i])]):
+            rows.append(dict(name='detail map (channel %d)' % chans[i][j],
                              **{k: v[i] for k, v in d.items()}))
-
-        def name(c):
-            return class_names[c] if class_names and 0 <= c < len(class_names) else str(c)
-        title = 'prediction %s' % name(int(pred[i]))
-        if labels is not None and labels[i] >= 0:
-            title += ' (%s), label %s' % ('right' if pred[i] == labels[i] else 'wrong',
-                                          name(int(labels[i])))
-        title += '; %d distinct attention maps' % int(num_distinct[i])
+        title = _title(pred[i], labels[i] if labels is not None else -1, class_names,
+                       num_distinct[i])
         paths.append(draw_explanation(os.path.join(out_dir, '%s_%03d.png' % (prefix, i)),
                                       images[i], rows, title))
     return paths
 
 
+def _title(pred, label, class_names, num_distinct):
+    def name(c):
+        return class_names[c] if class_names and 0 <= c < len(class_names) else str(c)
+    title = 'prediction %s' % name(int(pred))
+    if label >= 0:
+        title += ' (%s), label %s' % ('right' if pred == label else 'wrong', name(int(label)))
+    return title + '; %d distinct attention maps' % int(num_distinct)
+
+
+def _untrained(ctx, seed, overrides, info):
+    """An untrained TASN from ``overrides`` (default ResNet-18 at the paper's sizes)."""
+    settings = dict(method='tasn', net='resnet18', input_size=512, att_size=224,
+                    sample_size=224, from_scratch=True, num_classes=info.get('num_classes'),
+                    class_names=info.get('class_names'))
+    settings.update(overrides)
+    if not settings.get('num_classes'):
+        raise ConfigError('an untrained network needs --num-classes (or --data-dir)')
+    cfg = resolve_config(settings)
+    seed_everything(seed)
+    return builders.build_net(cfg, ctx), cfg.input_size, cfg.class_names
+
+
 def run_visualize(out_dir, checkpoint=None, data_dir=None, image_files=None, num_images=None,
-                  num_details=3, ctx=None, seed=0, overrides=None, one_per_class=True):
+                  num_details=3, ctx=None, seed=0, overrides=None, one_per_class=True,
+                  last_good=False):
     """``tools/visualize.py``: a checkpoint (or an untrained TASN built from ``overrides``) on
-    images of ``data_dir``'s val set or on ``image_files``; returns the PNG paths. From
-    ``data_dir``: ``num_images`` (default: every class) of the first image of each class, or
-    without ``one_per_class`` the first ``num_images`` val images."""
+    images of ``data_dir``'s val set or on ``image_files`` (not both); returns the PNG paths.
+    From ``data_dir``: ``num_images`` (default: every class) of the first image of each class,
+    or without ``one_per_class`` the first ``num_images`` val images."""
     ctx = ctx or [mx.cpu()]
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if bool(image_files) == bool(data_dir):
+        raise ConfigError('give --data-dir or --images (one of them)')
+    for value, what, low in ((num_images, '--num-images', 1), (num_details, '--num-details', 0)):
+        if value is not None and int(value) < low:
+            raise ConfigError('%s must be >= %d, not %r' % (what, low, value))
     info = read_dataset_info(data_dir) if data_dir else {}
     if checkpoint:
-        model = load_model(checkpoint, ctx, overrides)
-        if model.kind != 'tasn':
-            raise ValueError('%s is a %s model; only a TASN checkpoint has attention to draw'
-                             % (checkpoint, model.kind))
+        model = load_model(checkpoint, ctx, overrides, last_good=last_good)
+        if not model.net.has_attention:
+            raise ModelMismatch('%s is a %s model; only a TASN checkpoint has attention to draw'
+                                % (checkpoint, model.kind))
         net, input_size, class_names = model.net, model.input_size, model.class_names
     else:
-        settings = dict(method='tasn', net='resnet18', input_size=512, att_size=224,
-                        sample_size=224, from_scratch=True,
-                        num_classes=info.get('num_classes'), class_names=info.get('class_names'))
-        settings.update(overrides)
-        if not settings.get('num_classes'):
-            raise ValueError('an untrained network needs --num-classes (or --data-dir)')
-        cfg = resolve_config(settings)
-        seed_everything(seed)
-        net, input_size, class_names = builders.build_net(cfg, ctx), cfg.input_size, \
-            cfg.class_names
+        net, input_size, class_names = _untrained(ctx, seed, overrides, info)
     if image_files:
         images, labels = load_image_files(image_files, input_size)
-    elif data_dir:
+    else:
         count = info['num_classes'] if num_images is None else int(num_images)
         images, labels = images_from_rec(data_dir, input_size, count, one_per_class)
-    else:
-        raise ValueError('give --data-dir or --images')
     return visualize(net, images, out_dir, labels=labels,
                      class_names=class_names or info.get('class_names'), num_details=num_details)

@@ -13,7 +13,8 @@ import numpy as np
 
 from .. import ops
 from ..data import read_lst
-from ..engine.evaluation import load_model
+from ..engine.models import load_model
+from ..errors import DatasetError
 from .visualize import images_from_rec
 
 __all__ = ['badge_boxes', 'axis_magnification', 'badge_magnification',
@@ -25,8 +26,8 @@ def badge_boxes(data_dir, input_size):
     in pixels of the network input (``input_size``)."""
     path = os.path.join(data_dir, 'synthetic.json')
     if not os.path.isfile(path):
-        raise FileNotFoundError('%s not found: badge boxes exist only for the built-in synthetic '
-                                'set' % path)
+        raise DatasetError('%s not found: badge boxes exist only for the built-in synthetic '
+                           'set' % path)
     with open(path, encoding='utf-8') as f:
         meta = json.load(f)
     scale = float(input_size) / meta['params']['image_size']

@@ -4,16 +4,10 @@ Times the forward at batch 96 of 3x512x512 -> 224x224 float32 (the paper's sizes
 attention-like and uniform profiles in both modes, and reports the bandwidth it achieves over
 the bytes it actually moves, against the GPU's peak (memory clock x bus width) and a measured
 device-to-device copy, measured side by side in one run; also the grid's and the backward's
-times. tools/check_cuda_sampler.py runs this after its correctness check; alone:
-
-    PYTHONPATH=. python bench/cuda_sampler.py [--build] [--batch 96] [--repeats 20]
+times. tools/check_cuda_sampler.py runs this after its correctness check (``--skip-benchmark``
+leaves it out).
 """
-import argparse
-import sys
-
 import numpy as np
-
-from tasn_gluon.ops import cuda_check
 
 __all__ = ['attention_profiles', 'bytes_moved', 'peak_bandwidth', 'benchmark']
 
@@ -136,27 +130,3 @@ def benchmark(lib, cuda, log=print, batch=96, repeats=20, copy_bytes=1 << 30):
         100 * TARGET_FRACTION, 'met' if min(fractions) >= TARGET_FRACTION
         else 'NOT met in every run', 100 * min(fractions), 100 * max(fractions)))
     return results
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--library', help='libtasn_sampler.so to time (default: the one `make setup` '
-                   'built)')
-    p.add_argument('--build', action='store_true',
-                   help='build a fresh library with this machine\'s nvcc for this GPU first')
-    p.add_argument('--batch', type=int, default=96)
-    p.add_argument('--repeats', type=int, default=20, help='timed runs per measurement')
-    p.add_argument('--copy-mib', type=int, default=1024,
-                   help='size of the device-to-device copy that measures the practical peak')
-    args = p.parse_args(argv)
-    try:
-        lib, cuda = cuda_check.prepare(args.library, args.build)
-    except cuda_check.CannotRun as e:
-        print('cuda_sampler: cannot run: %s' % e, file=sys.stderr)
-        return cuda_check.EXIT_CANNOT_RUN
-    benchmark(lib, cuda, cuda_check.log_line, args.batch, args.repeats, args.copy_mib << 20)
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())
