@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import sampler_reference as ref
-from cuda_check import bandwidth, harness, runtime
+from cuda_check import bandwidth, comparison, cudart_library, harness, runtime
 from cuda_check.cases import CASES, max_abs, random_inputs
 from tasn_gluon.ops import build, c_abi
 
@@ -68,7 +68,7 @@ def test_setup_builds_cuda_libraries_with_static_runtime(cuda_build):
 
 def gpu_available():
     try:
-        return runtime.CudaRuntime().device_count() > 0
+        return runtime.open_runtime().device_count() > 0
     except runtime.CannotRun:
         return False
 
@@ -96,11 +96,11 @@ def test_cuda_entry_points_fail_cleanly_or_match_without_mxnet(cuda_build):
     case = CASES[1]
     for legacy in (False, True):
         data, att_y, att_x, grad_out = case.inputs(np.random.RandomState(0), np.float32)
-        got = harness.gpu_run(lib, runtime.CudaRuntime(), data, att_y, att_x,
-                                 case.attrs(legacy), grad_out)
+        got = comparison.gpu_run(lib, runtime.open_runtime(), data, att_y, att_x,
+                                    case.attrs(legacy), grad_out)
         want = c_abi.cpu_run(lib, data, att_y, att_x, case.attrs(legacy), grad_out)
         for g, w in zip(got, want):
-            np.testing.assert_allclose(g, w, atol=harness.TOLERANCE[np.float32])
+            np.testing.assert_allclose(g, w, atol=comparison.TOLERANCE[np.float32])
 
 
 @pytest.mark.nvcc
@@ -366,6 +366,22 @@ def test_check_tool_says_how_to_run_it_when_tasn_gluon_is_not_importable(tmp_pat
     assert result.returncode == harness.EXIT_CANNOT_RUN, result.stdout + result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert 'PYTHONPATH=. python tools/check_cuda_sampler.py' in result.stderr, result.stderr
+
+
+def test_cudart_is_looked_for_in_the_runtime_wheels_and_a_bad_one_is_named(tmp_path,
+                                                                             monkeypatch):
+    """Where no toolkit is installed (a PyTorch or CuPy machine) libcudart comes from the
+    nvidia-cuda-runtime wheel on sys.path; a file there that does not load is named."""
+    lib_dir = tmp_path / 'nvidia' / 'cuda_runtime' / 'lib'
+    lib_dir.mkdir(parents=True)
+    fake = lib_dir / 'libcudart.so.12'
+    fake.write_text('not a shared library')
+    monkeypatch.delenv('TASN_CUDART', raising=False)
+    monkeypatch.setattr(sys, 'path', sys.path + [str(tmp_path)])
+    assert str(fake) in list(cudart_library.cudart_candidates())
+    with pytest.raises(runtime.CannotRun, match='no CUDA runtime.*%s' % fake.name) as caught:
+        cudart_library.load_cudart([str(fake)])
+    assert str(fake) in str(caught.value) and 'TASN_CUDART' in str(caught.value)
 
 
 def test_bytes_moved_counts_touched_sectors_once():

@@ -5,7 +5,6 @@ import os
 import numpy as np
 import pytest
 import mxnet as mx
-from mxnet import autograd
 from mxnet.gluon.model_zoo import vision
 
 from tasn_gluon.errors import ConfigError, InputError

@@ -23,7 +23,7 @@ import mxnet as mx
 
 import official_reference as ref
 from conftest import official_parameters
-from maps_reference import keys_np, resize_np, unit_roundoff
+from maps_reference import keys_np, unit_roundoff
 from tasn_gluon import maps as tmaps
 
 NUM_CLASSES = 200

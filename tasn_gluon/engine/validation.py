@@ -10,7 +10,7 @@ import mxnet as mx
 import numpy as np
 
 from ..errors import TrainingDiverged
-from ..losses import HEADS, distillation_loss
+from ..losses import distillation_loss
 from ..model_zoo import DISTINCT_MAPS
 from .metrics import TopKCounter
 
