@@ -12,6 +12,7 @@ Every tool's ``main(argv)`` is ``cli.run(parse_args, work, argv)`` and returns i
 3     a training run that diverged (a non-finite loss, parameter or logit): one ``error:`` line;
       the last checkpoint is intact
 4     done in part: some inputs were skipped (tools/predict.py), each listed on stderr
+130   interrupted (Ctrl-C), as a shell reports it
 ====  ============================================================================================
 
 Only the package's own errors (``tasn_gluon.errors``) are reported as bad input: they are

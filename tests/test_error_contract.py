@@ -3,7 +3,7 @@ runs the command line as a user does (a subprocess) and asserts the exit status,
 (it names the input) and that nothing outside the run folder changed.
 
 The contract (README, tasn_gluon.cli): 0 done; 1 a bug, with its traceback; 2 a bad input, one
-``error:`` line; 3 a diverged run; 4 done in part (predict: inputs skipped).
+``error:`` line; 3 a diverged run; 4 done in part (predict: inputs skipped); 130 interrupted.
 """
 import concurrent.futures
 import json
@@ -170,15 +170,35 @@ def test_two_trainings_into_one_folder_cannot_mix(tiny_synthetic, tmp_path):
     with open(os.path.join(out, 'metrics.csv')) as f:
         assert len(f.read().splitlines()) == 1 + 3
     assert 'seed 7' not in open(os.path.join(out, 'train.log')).read()
-    # killed while it holds the folder: the kernel drops the lock with the process
-    killed = subprocess.Popen([sys.executable, os.path.join(ROOT, 'tools', 'train.py'),
-                               '--resume', out, '--epochs', '30'],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(8)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
+    # Ctrl-C while it trains: exit status 130, one line; killed: the kernel drops the lock
+    for sig, status in ((signal.SIGINT, 130), (signal.SIGKILL, -signal.SIGKILL)):
+        resumed = subprocess.Popen([sys.executable, os.path.join(ROOT, 'tools', 'train.py'),
+                                    '--resume', out, '--epochs', '30'],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _wait_for_owner(lock, resumed.pid)
+        time.sleep(3)
+        resumed.send_signal(sig)
+        _, err = resumed.communicate(timeout=120)
+        assert resumed.returncode == status, (sig, err[-2000:])
+        if sig == signal.SIGINT:
+            assert err.strip().splitlines()[-1] == 'interrupted', err[-2000:]
+            assert 'Traceback' not in err, err[-2000:]
     done = run_tool('train', '--resume', out, '--epochs', '4')
     assert done.returncode == 0, done.stderr[-2000:]
+    assert 'is damaged' not in done.stdout + done.stderr  # every checkpoint left intact
+
+
+def _wait_for_owner(lock, pid, seconds=120):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with open(lock) as f:
+                if json.load(f).get('pid') == pid:
+                    return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError('process %d did not take %s within %d s' % (pid, lock, seconds))
 
 
 # ---------------------------------------------------------------------- a damaged checkpoint

@@ -32,6 +32,7 @@ SETTINGS = {
 def test_sensitive_tests_pass_under_other_kernels_and_thread_counts():
     """All settings side by side (each run is mostly one busy core), then each one's verdict."""
     files = [os.path.join(ROOT, 'tests', f) for f in SENSITIVE]
+    # 'not slow' leaves out only test_amp.py's whole trainings, which the main run covers.
     runs = {name: subprocess.Popen([sys.executable, '-m', 'pytest', '-q', '-p',
                                     'no:cacheprovider', '-m', 'not slow', *files],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
