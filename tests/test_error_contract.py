@@ -174,7 +174,8 @@ def test_two_trainings_into_one_folder_cannot_mix(tiny_synthetic, tmp_path):
     for sig, status in ((signal.SIGINT, 130), (signal.SIGKILL, -signal.SIGKILL)):
         resumed = subprocess.Popen([sys.executable, os.path.join(ROOT, 'tools', 'train.py'),
                                     '--resume', out, '--epochs', '30'],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=_interruptible)
         _wait_for_owner(lock, resumed.pid)
         time.sleep(3)
         resumed.send_signal(sig)
@@ -186,6 +187,12 @@ def test_two_trainings_into_one_folder_cannot_mix(tiny_synthetic, tmp_path):
     done = run_tool('train', '--resume', out, '--epochs', '4')
     assert done.returncode == 0, done.stderr[-2000:]
     assert 'is damaged' not in done.stdout + done.stderr  # every checkpoint left intact
+
+
+def _interruptible():
+    # A job started in the background by a shell (as CI may be) inherits SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler: give the child Ctrl-C as a terminal has.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_owner(lock, pid, seconds=120):
