@@ -20,8 +20,7 @@ import re
 from .errors import InputError
 
 __all__ = ['atomic_write', 'atomic_write_text', 'StagedFiles', 'remove_stale_temporaries',
-           'file_digest', 'file_sha256', 'require_file', 'require_folder', 'is_within',
-           'process_alive']
+           'file_digest', 'file_sha256', 'require_file', 'require_folder', 'is_within']
 
 _TEMPORARY_RE = re.compile(r'^\..+\.tmp-(\d+)$')   # .NAME.tmp-PID
 _BLOCK = 1 << 22                                    # 4 MiB reads when hashing
@@ -134,7 +133,7 @@ class StagedFiles:
                 os.remove(tmp)
 
 
-def process_alive(pid):
+def _process_alive(pid):
     """Whether a process with this id runs on this machine."""
     try:
         os.kill(pid, 0)
@@ -152,7 +151,7 @@ def remove_stale_temporaries(folder):
     removed = []
     for name in sorted(os.listdir(folder)):
         m = _TEMPORARY_RE.match(name)
-        if m and not process_alive(int(m.group(1))):
+        if m and not _process_alive(int(m.group(1))):
             path = os.path.join(folder, name)
             os.remove(path)
             removed.append(path)

@@ -28,7 +28,7 @@ import pytest
 
 from tasn_gluon.data import get_val_iter, read_dataset_info
 from tasn_gluon.engine.evaluation import evaluate_checkpoint
-from tasn_gluon.engine.models import load_model
+from tasn_gluon.engine.models import check_classes, load_model
 from tasn_gluon.errors import ModelMismatch
 from tasn_gluon.engine.prediction import Predictor, softmax
 from conftest import fabricate, official_parameters, val_records
@@ -303,6 +303,17 @@ def test_api_paths_decoded_images_and_arrays(trained_runs, tiny_synthetic, val_f
         pred.predict([3])
     with pytest.raises(ModelMismatch, match='name their classes differently'):
         Predictor.from_checkpoint(trained_runs['tasn'], class_names=['w', 'x', 'y', 'z'])
+
+
+def test_class_names_that_differ_only_in_length_are_named():
+    """Names that agree as far as both go but differ in count (a model whose num_classes is
+    not recorded) are refused with both counts, not an IndexError."""
+    class Model:
+        num_classes, class_names = None, ['w', 'x', 'y']
+        source = dict(checkpoint='m.params')
+    with pytest.raises(ModelMismatch, match=r'names 3 classes and data/ 4'):
+        check_classes(Model(), 4, ['w', 'x', 'y', 'z'], 'data/')
+    check_classes(Model(), 3, ['w', 'x', 'y'], 'data/')
 
 
 def test_bad_arguments_and_help(trained_runs, val_files, tmp_path, tool):

@@ -27,7 +27,7 @@ from ..files import require_file
 from ..model_zoo import ExportedModel, load_exported
 from ..model_zoo.exported import graph_file, read_export_info
 from . import builders, precision
-from .checkpoint import CheckpointError, find_checkpoint, record_of_params
+from .checkpoint import load_checkpoint, record_of_params
 from .config import NETWORK_KEYS, RunConfig, flag, read_saved_config, resolve_config
 
 __all__ = ['LoadedModel', 'load_model', 'check_classes']
@@ -101,9 +101,7 @@ def load_model(checkpoint, ctx, overrides=None, amp=False, last_good=False, inpu
 def _saved_checkpoint(checkpoint, last_good):
     """(params path, saved configuration or None, source) of a run directory or params file."""
     if os.path.isdir(checkpoint):
-        record = find_checkpoint(checkpoint, fallback=last_good)
-        if record is None:
-            raise CheckpointError('no complete checkpoint in %s' % os.path.abspath(checkpoint))
+        record = load_checkpoint(checkpoint, fallback=last_good)
         return record['params_path'], (record['config'], record['record_path']), dict(
             checkpoint=record['params_path'], epoch=record['epoch'])
     if not os.path.exists(checkpoint):
@@ -201,6 +199,10 @@ def check_classes(model, num_classes, class_names, where):
                                num_classes))
     if model.class_names and class_names and list(model.class_names) != list(class_names):
         diff = [i for i, (a, b) in enumerate(zip(model.class_names, class_names)) if a != b]
+        if not diff:  # one list is the other's start
+            raise ModelMismatch('the model (%s) names %d classes and %s %d'
+                                % (model.source['checkpoint'], len(model.class_names), where,
+                                   len(class_names)))
         raise ModelMismatch('the model (%s) and %s name their classes differently (first at '
                             'class %d: %r vs %r)' % (model.source['checkpoint'], where,
                                                      diff[0], model.class_names[diff[0]],

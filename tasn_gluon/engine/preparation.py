@@ -260,7 +260,7 @@ def _check_fresh(cfg, record):
                                                                      record['record_path']))
 
 
-def _check_data(cfg, record, ctx):
+def _check_data(cfg, record):
     """The data folder and dataset.json of the run: (cfg with data_dir and classes, info)."""
     data_dir = os.path.abspath(builders.prepare_data_dir(cfg, may_generate=record is None))
     ds = read_dataset_info(data_dir)
@@ -288,7 +288,7 @@ def prepare(overrides, ctx=None):
     if record is None:  # a resumed run's weights come from its checkpoint
         cfg = _find_weights(cfg)
         _check_weights(cfg)
-    cfg, ds = _check_data(cfg, record, ctx)
+    cfg, ds = _check_data(cfg, record)
     kv, rank, num_workers = make_kvstore(cfg.kvstore, len(ctx))
     # this worker's training records, checked now (once per process), before anything is written
     check_split(cfg.data_dir, 'train', ds, cfg.verify_data, num_workers, rank)
